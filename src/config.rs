@@ -1,0 +1,79 @@
+//! Command line and configuration: every flag also comes from its `WARDEN_*`
+//! environment variable (flags win).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "warden", version, about = "Permission decisions for web analytics, over gRPC")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Applies the schema and serves gRPC until SIGTERM or SIGINT.
+    Serve(Config),
+    /// Applies the schema and exits.
+    Migrate(StorageConfig),
+}
+
+/// Everything `warden serve` needs.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address to serve gRPC on (port 0 picks a free one).
+    #[arg(long, env = "WARDEN_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub storage: StorageConfig,
+}
+
+/// Where the model is stored.
+#[derive(Debug, Clone, Args)]
+pub struct StorageConfig {
+    /// Directory of the embedded SQLite database, used when no database URL is given.
+    #[arg(long, env = "WARDEN_DATA_DIR", default_value = "./warden-data")]
+    pub data_dir: PathBuf,
+    /// `postgres://user:password@host/db` or `sqlite://path?mode=rwc`; default: SQLite in the data directory.
+    #[arg(long, env = "WARDEN_DATABASE_URL")]
+    pub database_url: Option<DatabaseUrl>,
+}
+
+impl StorageConfig {
+    /// The URL to connect to; creates the data directory for the embedded default.
+    pub fn resolve_url(&self) -> anyhow::Result<String> {
+        if let Some(url) = &self.database_url {
+            return Ok(url.0.clone());
+        }
+        std::fs::create_dir_all(&self.data_dir)
+            .with_context(|| format!("creating data directory `{}`", self.data_dir.display()))?;
+        Ok(format!("sqlite://{}?mode=rwc", self.data_dir.join("warden.db").display()))
+    }
+}
+
+/// A database URL; it may hold a password, so it never prints whole.
+#[derive(Clone)]
+pub struct DatabaseUrl(pub String);
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = self.0.split(':').next().unwrap_or_default();
+        write!(f, "DatabaseUrl({scheme}://..)")
+    }
+}
+
+impl std::str::FromStr for DatabaseUrl {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        match raw.split(':').next() {
+            Some("postgres" | "postgresql" | "sqlite") => Ok(DatabaseUrl(raw.to_string())),
+            _ => Err("must start with postgres://, postgresql:// or sqlite:".to_string()),
+        }
+    }
+}

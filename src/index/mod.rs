@@ -1,0 +1,337 @@
+//! The in-memory grant index: everything a decision needs, versioned by
+//! revision. Pure and synchronous: built from stored rows, changed only by
+//! applying committed [`Change`]s, never doing I/O.
+//!
+//! The maps are persistent (imbl): cloning an index is O(1) and a clone that
+//! is changed shares everything it did not touch. A write plans its batch on
+//! a clone ([`plan`]) while readers keep using the published index; once the
+//! batch is committed the clone is published whole, so a reader sees either
+//! all of a batch or none of it.
+
+mod decide;
+mod plan;
+
+use std::sync::Arc;
+
+use imbl::shared_ptr::DefaultSharedPtr;
+use rustc_hash::FxBuildHasher;
+
+pub use decide::Decision;
+pub use plan::Plan;
+
+use crate::model::{
+    Change, Grant, GroupId, Level, ReportId, Revision, Role, SiteId, Subject, Target, Timestamp, UserId, Visibility,
+    validate,
+};
+use crate::store::Snapshot;
+
+type Map<K, V> = imbl::GenericHashMap<K, V, FxBuildHasher, DefaultSharedPtr>;
+type Set<A> = imbl::GenericHashSet<A, FxBuildHasher, DefaultSharedPtr>;
+
+/// The decision state at one revision.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Index {
+    revision: Revision,
+    users: Map<UserId, Arc<UserEntry>>,
+    /// Lower-cased email → user: emails are unique case-insensitively.
+    user_by_email: Map<Arc<str>, UserId>,
+    /// Owners, oldest first: counts them and names the heir of a deleted user's reports.
+    owners: imbl::OrdSet<(Timestamp, UserId)>,
+    sites: Map<SiteId, Arc<SiteEntry>>,
+    groups: Map<GroupId, Arc<GroupEntry>>,
+    /// Lower-cased group name → group: names are unique case-insensitively.
+    group_by_name: Map<Arc<str>, GroupId>,
+    group_by_external_id: Map<Arc<str>, GroupId>,
+    reports: Map<ReportId, ReportEntry>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct UserEntry {
+    role: Role,
+    created_at: Timestamp,
+    email_key: Arc<str>,
+    groups: Set<GroupId>,
+    grants: Grants,
+    /// Reports this user authored (or inherited).
+    reports: Set<ReportId>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+struct SiteEntry {
+    /// Subjects holding a grant on this site (their levels live with them).
+    grantees: Set<Subject>,
+    reports: Set<ReportId>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct GroupEntry {
+    name_key: Arc<str>,
+    external_id: Option<Arc<str>>,
+    members: Set<UserId>,
+    grants: Grants,
+}
+
+/// The grants of one subject.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Grants {
+    sites: Map<SiteId, Level>,
+    /// The all-sites wildcard; `NoAccess` when there is none.
+    all_sites: Level,
+}
+
+impl Grants {
+    fn level_on(&self, site: SiteId) -> Level {
+        let direct = self.sites.get(&site).copied().unwrap_or_default();
+        direct.max(self.all_sites)
+    }
+
+    fn level_on_target(&self, target: Target) -> Level {
+        match target {
+            Target::Site(site) => self.sites.get(&site).copied().unwrap_or_default(),
+            Target::AllSites => self.all_sites,
+        }
+    }
+
+    /// Every grant held, all-sites first, for cascades.
+    fn targets(&self) -> impl Iterator<Item = Target> + '_ {
+        let all = (self.all_sites != Level::NoAccess).then_some(Target::AllSites);
+        all.into_iter().chain(self.sites.keys().map(|s| Target::Site(*s)))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct ReportEntry {
+    site: SiteId,
+    author: UserId,
+    visibility: Visibility,
+}
+
+impl Index {
+    /// Builds the index from a storage snapshot. It goes through the same
+    /// steps as applying changes, so a rebuilt index equals the one that
+    /// increments built (a property test holds this).
+    pub fn from_snapshot(snapshot: &Snapshot) -> Index {
+        let mut index = Index::default();
+        for user in &snapshot.users {
+            index.insert_user(user.id, &validate::email_key(&user.email), user.role, user.created_at);
+        }
+        for site in &snapshot.sites {
+            index.sites.insert(site.id, Arc::default());
+        }
+        for group in &snapshot.groups {
+            index.insert_group(group.id, &group.name, group.external_id.as_deref());
+        }
+        for &(group_id, user_id) in &snapshot.memberships {
+            index.add_member(group_id, user_id);
+        }
+        for grant in &snapshot.grants {
+            index.set_grant(grant);
+        }
+        for report in &snapshot.reports {
+            index.insert_report(report.id, report.site_id, report.author, report.visibility);
+        }
+        index.revision = snapshot.revision;
+        index
+    }
+
+    /// The revision of the last batch applied.
+    pub fn revision(&self) -> Revision {
+        self.revision
+    }
+
+    pub fn user_count(&self) -> usize {
+        self.users.len()
+    }
+
+    /// Applies one committed batch and moves to its revision.
+    pub fn apply_batch(&mut self, revision: Revision, changes: &[Change]) {
+        for change in changes {
+            self.apply(change);
+        }
+        self.revision = revision;
+    }
+
+    /// Applies one change. INVARIANT: changes come from [`Index::plan`] (or a
+    /// changelog it wrote), so every id they name exists, and cascades
+    /// (grants, memberships, reports) were emitted before the deletion.
+    fn apply(&mut self, change: &Change) {
+        match change {
+            Change::UserCreated { user, .. } => {
+                self.insert_user(user.id, &validate::email_key(&user.email), user.role, user.created_at);
+            }
+            Change::UserUpdated { user_id, patch, .. } => {
+                let Some(entry) = self.users.get_mut(user_id) else { return };
+                let entry = Arc::make_mut(entry);
+                if let Some(email) = &patch.email {
+                    let key: Arc<str> = validate::email_key(email).into();
+                    self.user_by_email.remove(&entry.email_key);
+                    self.user_by_email.insert(key.clone(), *user_id);
+                    entry.email_key = key;
+                }
+                if let Some(role) = patch.role {
+                    entry.role = role;
+                    match role {
+                        Role::Owner => self.owners.insert((entry.created_at, *user_id)),
+                        Role::User => self.owners.remove(&(entry.created_at, *user_id)),
+                    };
+                }
+            }
+            Change::UserDeleted { user_id } => {
+                if let Some(entry) = self.users.remove(user_id) {
+                    self.user_by_email.remove(&entry.email_key);
+                    self.owners.remove(&(entry.created_at, *user_id));
+                }
+            }
+            Change::SiteCreated { site } => {
+                self.sites.insert(site.id, Arc::default());
+            }
+            Change::SiteUpdated { .. } => {}
+            Change::SiteDeleted { site_id } => {
+                self.sites.remove(site_id);
+            }
+            Change::GroupCreated { group } => {
+                self.insert_group(group.id, &group.name, group.external_id.as_deref());
+            }
+            Change::GroupUpdated { group_id, name, external_id, .. } => {
+                let Some(entry) = self.groups.get_mut(group_id) else { return };
+                let entry = Arc::make_mut(entry);
+                if let Some(name) = name {
+                    let key: Arc<str> = validate::group_name_key(name).into();
+                    self.group_by_name.remove(&entry.name_key);
+                    self.group_by_name.insert(key.clone(), *group_id);
+                    entry.name_key = key;
+                }
+                if let Some(external_id) = external_id {
+                    if let Some(old) = entry.external_id.take() {
+                        self.group_by_external_id.remove(&old);
+                    }
+                    if let Some(new) = external_id {
+                        let new: Arc<str> = new.as_str().into();
+                        self.group_by_external_id.insert(new.clone(), *group_id);
+                        entry.external_id = Some(new);
+                    }
+                }
+            }
+            Change::GroupDeleted { group_id } => {
+                if let Some(entry) = self.groups.remove(group_id) {
+                    self.group_by_name.remove(&entry.name_key);
+                    if let Some(external_id) = &entry.external_id {
+                        self.group_by_external_id.remove(external_id);
+                    }
+                }
+            }
+            Change::MemberAdded { group_id, user_id } => self.add_member(*group_id, *user_id),
+            Change::MemberRemoved { group_id, user_id } => {
+                if let Some(group) = self.groups.get_mut(group_id) {
+                    Arc::make_mut(group).members.remove(user_id);
+                }
+                if let Some(user) = self.users.get_mut(user_id) {
+                    Arc::make_mut(user).groups.remove(group_id);
+                }
+            }
+            Change::GrantSet { grant } => self.set_grant(grant),
+            Change::ReportCreated { report } => {
+                self.insert_report(report.id, report.site_id, report.author, report.visibility);
+            }
+            Change::ReportUpdated { report_id, visibility, author, .. } => {
+                let Some(report) = self.reports.get_mut(report_id) else { return };
+                if let Some(visibility) = visibility {
+                    report.visibility = *visibility;
+                }
+                if let Some(author) = author {
+                    let previous = std::mem::replace(&mut report.author, *author);
+                    if let Some(user) = self.users.get_mut(&previous) {
+                        Arc::make_mut(user).reports.remove(report_id);
+                    }
+                    if let Some(user) = self.users.get_mut(author) {
+                        Arc::make_mut(user).reports.insert(*report_id);
+                    }
+                }
+            }
+            Change::ReportDeleted { report_id } => {
+                if let Some(report) = self.reports.remove(report_id) {
+                    if let Some(site) = self.sites.get_mut(&report.site) {
+                        Arc::make_mut(site).reports.remove(report_id);
+                    }
+                    if let Some(user) = self.users.get_mut(&report.author) {
+                        Arc::make_mut(user).reports.remove(report_id);
+                    }
+                }
+            }
+        }
+    }
+
+    fn insert_user(&mut self, id: UserId, email_key: &str, role: Role, created_at: Timestamp) {
+        let email_key: Arc<str> = email_key.into();
+        self.user_by_email.insert(email_key.clone(), id);
+        if role == Role::Owner {
+            self.owners.insert((created_at, id));
+        }
+        let entry = UserEntry {
+            role,
+            created_at,
+            email_key,
+            groups: Set::default(),
+            grants: Grants::default(),
+            reports: Set::default(),
+        };
+        self.users.insert(id, Arc::new(entry));
+    }
+
+    fn insert_group(&mut self, id: GroupId, name: &str, external_id: Option<&str>) {
+        let name_key: Arc<str> = validate::group_name_key(name).into();
+        let external_id: Option<Arc<str>> = external_id.map(Into::into);
+        self.group_by_name.insert(name_key.clone(), id);
+        if let Some(external_id) = &external_id {
+            self.group_by_external_id.insert(external_id.clone(), id);
+        }
+        let entry = GroupEntry { name_key, external_id, members: Set::default(), grants: Grants::default() };
+        self.groups.insert(id, Arc::new(entry));
+    }
+
+    fn add_member(&mut self, group_id: GroupId, user_id: UserId) {
+        if let Some(group) = self.groups.get_mut(&group_id) {
+            Arc::make_mut(group).members.insert(user_id);
+        }
+        if let Some(user) = self.users.get_mut(&user_id) {
+            Arc::make_mut(user).groups.insert(group_id);
+        }
+    }
+
+    fn set_grant(&mut self, grant: &Grant) {
+        let grants = match grant.subject {
+            Subject::User(id) => self.users.get_mut(&id).map(|u| &mut Arc::make_mut(u).grants),
+            Subject::Group(id) => self.groups.get_mut(&id).map(|g| &mut Arc::make_mut(g).grants),
+        };
+        let Some(grants) = grants else { return };
+        match grant.target {
+            Target::AllSites => grants.all_sites = grant.level,
+            Target::Site(site_id) => {
+                let removed = grant.level == Level::NoAccess;
+                if removed {
+                    grants.sites.remove(&site_id);
+                } else {
+                    grants.sites.insert(site_id, grant.level);
+                }
+                if let Some(site) = self.sites.get_mut(&site_id) {
+                    let grantees = &mut Arc::make_mut(site).grantees;
+                    if removed {
+                        grantees.remove(&grant.subject);
+                    } else {
+                        grantees.insert(grant.subject);
+                    }
+                }
+            }
+        }
+    }
+
+    fn insert_report(&mut self, id: ReportId, site: SiteId, author: UserId, visibility: Visibility) {
+        self.reports.insert(id, ReportEntry { site, author, visibility });
+        if let Some(entry) = self.sites.get_mut(&site) {
+            Arc::make_mut(entry).reports.insert(id);
+        }
+        if let Some(entry) = self.users.get_mut(&author) {
+            Arc::make_mut(entry).reports.insert(id);
+        }
+    }
+}
