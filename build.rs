@@ -9,7 +9,7 @@ use prost::Message;
 
 fn main() -> anyhow::Result<()> {
     println!("cargo:rerun-if-changed=proto");
-    let files = ["check.proto", "admin.proto", "types.proto"].map(|f| format!("proto/warden/v1/{f}"));
+    let files = ["check.proto", "admin.proto", "watch.proto", "types.proto"].map(|f| format!("proto/warden/v1/{f}"));
     let descriptors = protox::compile(&files, ["proto"]).context("compiling proto/")?;
 
     // `file_descriptor_set_path` does nothing on the `compile_fds` path, so the

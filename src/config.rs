@@ -31,6 +31,9 @@ pub struct Config {
     pub listen: SocketAddr,
     #[command(flatten)]
     pub storage: StorageConfig,
+    /// How many revisions the changelog keeps for Watch; older watchers must resync.
+    #[arg(long, env = "WARDEN_CHANGELOG_RETENTION", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub changelog_retention: u64,
 }
 
 /// Where the model is stored.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 use thiserror::Error;
 use tokio::sync::{Mutex, watch};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::index::Index;
 use crate::model::{ModelError, Mutation, Revision, Timestamp, UserId};
@@ -49,6 +49,8 @@ pub struct Committed {
 
 pub struct Engine {
     store: Store,
+    /// How many revisions the changelog keeps for watchers (at least 1).
+    changelog_retention: u64,
     /// The published index; `None` until loaded. Readers take a snapshot of
     /// the pointer and never wait for writers.
     index: ArcSwapOption<Index>,
@@ -58,8 +60,21 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(store: Store) -> Engine {
-        Engine { store, index: ArcSwapOption::empty(), writer: Mutex::new(()), revision_tx: watch::channel(0).0 }
+    /// An engine over `store` whose changelog keeps the last
+    /// `changelog_retention` revisions (at least one: the head).
+    pub fn new(store: Store, changelog_retention: u64) -> Engine {
+        Engine {
+            store,
+            changelog_retention: changelog_retention.max(1),
+            index: ArcSwapOption::empty(),
+            writer: Mutex::new(()),
+            revision_tx: watch::channel(0).0,
+        }
+    }
+
+    /// Follows the revision of the published index.
+    pub fn subscribe_revisions(&self) -> watch::Receiver<Revision> {
+        self.revision_tx.subscribe()
     }
 
     pub fn store(&self) -> &Store {
@@ -143,7 +158,21 @@ impl Engine {
         } else {
             self.publish(next);
         }
+        self.prune_changelog(revision).await;
         Ok(Committed { revision, ids })
+    }
+
+    /// Drops changelog entries older than the retention, every tenth of the
+    /// retention (so a write seldom pays for it). INVARIANT: the head entry
+    /// is never dropped, because the next revision is counted from it.
+    async fn prune_changelog(&self, revision: Revision) {
+        let every = self.changelog_retention.div_ceil(10).clamp(1, 1_000);
+        if revision <= self.changelog_retention || !revision.is_multiple_of(every) {
+            return;
+        }
+        if let Err(cause) = self.store.prune_changelog(revision - self.changelog_retention).await {
+            warn!(%cause, revision, "pruning the changelog failed; will retry later");
+        }
     }
 
     async fn idempotent_result(&self, key: Option<&str>) -> Result<Option<Committed>, EngineError> {

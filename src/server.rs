@@ -18,7 +18,8 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::pb::admin_service_server::AdminServiceServer;
 use crate::pb::check_service_server::CheckServiceServer;
-use crate::service::{AdminApi, CheckApi};
+use crate::pb::watch_service_server::WatchServiceServer;
+use crate::service::{AdminApi, CheckApi, WatchApi};
 use crate::store::Store;
 
 /// How long in-flight calls get after health turns NOT_SERVING.
@@ -29,7 +30,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 const LOAD_RETRY: Duration = Duration::from_secs(2);
 
 /// Health is reported for the whole server ("") and for each warden service.
-const HEALTH_SERVICES: [&str; 3] = ["", "warden.v1.CheckService", "warden.v1.AdminService"];
+const HEALTH_SERVICES: [&str; 4] = ["", "warden.v1.CheckService", "warden.v1.AdminService", "warden.v1.WatchService"];
 
 /// A bound, migrated, not yet serving warden.
 pub struct Application {
@@ -49,7 +50,8 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("binding `{}`: {e}", config.listen))?
             .with_nodelay(Some(true));
         let local_addr = incoming.local_addr().context("reading the bound address")?;
-        Ok(Application { incoming, local_addr, engine: Arc::new(Engine::new(store)) })
+        let engine = Arc::new(Engine::new(store, config.changelog_retention));
+        Ok(Application { incoming, local_addr, engine })
     }
 
     /// The address actually bound (useful with port 0).
@@ -97,6 +99,7 @@ impl Application {
             .add_service(reflection_v1alpha)
             .add_service(CheckServiceServer::new(CheckApi::new(self.engine.clone())))
             .add_service(AdminServiceServer::new(AdminApi::new(self.engine.clone())))
+            .add_service(WatchServiceServer::new(WatchApi::new(self.engine.clone())))
             .serve_with_incoming_shutdown(self.incoming, graceful);
         tokio::pin!(server);
 

@@ -9,6 +9,7 @@
 //! all of a batch or none of it.
 
 mod decide;
+mod lookup;
 mod plan;
 
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use imbl::shared_ptr::DefaultSharedPtr;
 use rustc_hash::FxBuildHasher;
 
 pub use decide::Decision;
+pub use lookup::{AccessPath, Explanation, PathKind, ReportAccess, SiteAccess, UserAccess};
 pub use plan::Plan;
 
 use crate::model::{
@@ -38,6 +40,11 @@ pub struct Index {
     /// Owners, oldest first: counts them and names the heir of a deleted user's reports.
     owners: imbl::OrdSet<(Timestamp, UserId)>,
     sites: Map<SiteId, Arc<SiteEntry>>,
+    /// Every site, ordered by id: pages of "all sites" for owners and wildcards.
+    site_order: imbl::OrdSet<SiteId>,
+    /// Holders of an all-sites grant (their levels live with them).
+    all_sites_users: imbl::OrdSet<UserId>,
+    all_sites_groups: Set<GroupId>,
     groups: Map<GroupId, Arc<GroupEntry>>,
     /// Lower-cased group name → group: names are unique case-insensitively.
     group_by_name: Map<Arc<str>, GroupId>,
@@ -58,23 +65,28 @@ struct UserEntry {
 
 #[derive(Clone, Debug, Default, PartialEq)]
 struct SiteEntry {
-    /// Subjects holding a grant on this site (their levels live with them).
-    grantees: Set<Subject>,
+    /// Subjects holding a grant on this site (their levels live with them),
+    /// ordered so that lookups can page through users by id.
+    grantees: imbl::OrdSet<Subject>,
     reports: Set<ReportId>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
 struct GroupEntry {
+    /// The name as shown (lookups and explanations name the group).
+    name: Arc<str>,
     name_key: Arc<str>,
     external_id: Option<Arc<str>>,
-    members: Set<UserId>,
+    /// Ordered so that lookups can page through members by id.
+    members: imbl::OrdSet<UserId>,
     grants: Grants,
 }
 
 /// The grants of one subject.
 #[derive(Clone, Debug, Default, PartialEq)]
 struct Grants {
-    sites: Map<SiteId, Level>,
+    /// Ordered so that lookups can page through a subject's sites by id.
+    sites: imbl::OrdMap<SiteId, Level>,
     /// The all-sites wildcard; `NoAccess` when there is none.
     all_sites: Level,
 }
@@ -90,6 +102,11 @@ impl Grants {
             Target::Site(site) => self.sites.get(&site).copied().unwrap_or_default(),
             Target::AllSites => self.all_sites,
         }
+    }
+
+    /// The sites granted, in id order, from `from` on.
+    fn sites_from(&self, from: std::ops::Bound<SiteId>) -> impl Iterator<Item = SiteId> + '_ {
+        self.sites.range((from, std::ops::Bound::Unbounded)).map(|(site, _)| *site)
     }
 
     /// Every grant held, all-sites first, for cascades.
@@ -116,7 +133,7 @@ impl Index {
             index.insert_user(user.id, &validate::email_key(&user.email), user.role, user.created_at);
         }
         for site in &snapshot.sites {
-            index.sites.insert(site.id, Arc::default());
+            index.insert_site(site.id);
         }
         for group in &snapshot.groups {
             index.insert_group(group.id, &group.name, group.external_id.as_deref());
@@ -179,15 +196,15 @@ impl Index {
             Change::UserDeleted { user_id } => {
                 if let Some(entry) = self.users.remove(user_id) {
                     self.user_by_email.remove(&entry.email_key);
+                    self.all_sites_users.remove(user_id);
                     self.owners.remove(&(entry.created_at, *user_id));
                 }
             }
-            Change::SiteCreated { site } => {
-                self.sites.insert(site.id, Arc::default());
-            }
+            Change::SiteCreated { site } => self.insert_site(site.id),
             Change::SiteUpdated { .. } => {}
             Change::SiteDeleted { site_id } => {
                 self.sites.remove(site_id);
+                self.site_order.remove(site_id);
             }
             Change::GroupCreated { group } => {
                 self.insert_group(group.id, &group.name, group.external_id.as_deref());
@@ -200,6 +217,7 @@ impl Index {
                     self.group_by_name.remove(&entry.name_key);
                     self.group_by_name.insert(key.clone(), *group_id);
                     entry.name_key = key;
+                    entry.name = name.as_str().into();
                 }
                 if let Some(external_id) = external_id {
                     if let Some(old) = entry.external_id.take() {
@@ -215,6 +233,7 @@ impl Index {
             Change::GroupDeleted { group_id } => {
                 if let Some(entry) = self.groups.remove(group_id) {
                     self.group_by_name.remove(&entry.name_key);
+                    self.all_sites_groups.remove(group_id);
                     if let Some(external_id) = &entry.external_id {
                         self.group_by_external_id.remove(external_id);
                     }
@@ -278,6 +297,11 @@ impl Index {
         self.users.insert(id, Arc::new(entry));
     }
 
+    fn insert_site(&mut self, id: SiteId) {
+        self.sites.insert(id, Arc::default());
+        self.site_order.insert(id);
+    }
+
     fn insert_group(&mut self, id: GroupId, name: &str, external_id: Option<&str>) {
         let name_key: Arc<str> = validate::group_name_key(name).into();
         let external_id: Option<Arc<str>> = external_id.map(Into::into);
@@ -285,7 +309,13 @@ impl Index {
         if let Some(external_id) = &external_id {
             self.group_by_external_id.insert(external_id.clone(), id);
         }
-        let entry = GroupEntry { name_key, external_id, members: Set::default(), grants: Grants::default() };
+        let entry = GroupEntry {
+            name: name.into(),
+            name_key,
+            external_id,
+            members: imbl::OrdSet::default(),
+            grants: Grants::default(),
+        };
         self.groups.insert(id, Arc::new(entry));
     }
 
@@ -305,7 +335,24 @@ impl Index {
         };
         let Some(grants) = grants else { return };
         match grant.target {
-            Target::AllSites => grants.all_sites = grant.level,
+            Target::AllSites => {
+                grants.all_sites = grant.level;
+                let holds = grant.level != Level::NoAccess;
+                match (grant.subject, holds) {
+                    (Subject::User(id), true) => {
+                        self.all_sites_users.insert(id);
+                    }
+                    (Subject::User(id), false) => {
+                        self.all_sites_users.remove(&id);
+                    }
+                    (Subject::Group(id), true) => {
+                        self.all_sites_groups.insert(id);
+                    }
+                    (Subject::Group(id), false) => {
+                        self.all_sites_groups.remove(&id);
+                    }
+                }
+            }
             Target::Site(site_id) => {
                 let removed = grant.level == Level::NoAccess;
                 if removed {

@@ -7,8 +7,9 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 use super::password;
+use crate::index::{AccessPath, Explanation, PathKind, SiteAccess, UserAccess};
 use crate::model::{
-    self, Action, Grant, GroupId, Level, ModelError, Modules, Mutation, NewGroup, NewReport, NewSite, NewUser,
+    self, Action, Change, Grant, GroupId, Level, ModelError, Modules, Mutation, NewGroup, NewReport, NewSite, NewUser,
     PasswordHash, ReportId, Resource, Revision, Role, SiteId, Subject, Target, UserId, UserUpdate, Visibility,
     validate,
 };
@@ -97,7 +98,7 @@ fn visibility(field: &str, raw: i32, default: Option<Visibility>) -> Result<Visi
     }
 }
 
-fn resource(field: &str, raw: Option<pb::Resource>) -> Result<Resource, ModelError> {
+pub fn resource(field: &str, raw: Option<pb::Resource>) -> Result<Resource, ModelError> {
     use pb::resource::Kind;
     match raw.and_then(|r| r.kind) {
         Some(Kind::SiteId(id)) => Ok(Resource::Site(SiteId(uuid(&format!("{field}.site_id"), &id)?))),
@@ -375,23 +376,38 @@ pub fn level_to_pb(level: Level) -> pb::Level {
     }
 }
 
+fn role_to_pb(role: Role) -> pb::Role {
+    match role {
+        Role::User => pb::Role::User,
+        Role::Owner => pb::Role::Owner,
+    }
+}
+
+fn visibility_to_pb(visibility: Visibility) -> pb::ReportVisibility {
+    match visibility {
+        Visibility::AuthorOnly => pb::ReportVisibility::AuthorOnly,
+        Visibility::AllUsers => pb::ReportVisibility::AllUsers,
+    }
+}
+
+fn modules_to_pb(modules: Modules) -> pb::Modules {
+    pb::Modules {
+        analytics: modules.analytics,
+        tag_manager: modules.tag_manager,
+        consent_manager: modules.consent_manager,
+        customer_data_platform: modules.customer_data_platform,
+        administration: modules.administration,
+    }
+}
+
 pub fn user_to_pb(user: model::User) -> pb::User {
     pb::User {
         id: user.id.to_string(),
         email: user.email,
         name: user.name,
         language: user.language,
-        role: match user.role {
-            Role::User => pb::Role::User,
-            Role::Owner => pb::Role::Owner,
-        } as i32,
-        modules: Some(pb::Modules {
-            analytics: user.modules.analytics,
-            tag_manager: user.modules.tag_manager,
-            consent_manager: user.modules.consent_manager,
-            customer_data_platform: user.modules.customer_data_platform,
-            administration: user.modules.administration,
-        }),
+        role: role_to_pb(user.role) as i32,
+        modules: Some(modules_to_pb(user.modules)),
         has_password: user.has_password,
         created_at: user.created_at.to_rfc3339(),
         updated_at: user.updated_at.to_rfc3339(),
@@ -434,10 +450,118 @@ pub fn report_to_pb(report: model::Report) -> pb::Report {
         site_id: report.site_id.to_string(),
         author_user_id: report.author.to_string(),
         name: report.name,
-        visibility: match report.visibility {
-            Visibility::AuthorOnly => pb::ReportVisibility::AuthorOnly,
-            Visibility::AllUsers => pb::ReportVisibility::AllUsers,
-        } as i32,
+        visibility: visibility_to_pb(report.visibility) as i32,
         created_at: report.created_at.to_rfc3339(),
     }
+}
+
+/// The least level of a lookup: unspecified means VIEW; NO_ACCESS asks for nothing.
+pub fn min_level(field: &str, raw: i32) -> Result<Level, ModelError> {
+    match raw {
+        0 => Ok(Level::View),
+        raw => match level(field, raw)? {
+            Level::NoAccess => Err(ModelError::invalid(field, "must be VIEW or higher")),
+            level => Ok(level),
+        },
+    }
+}
+
+/// A lookup page token: the id the previous page ended with.
+pub fn id_page_token(field: &str, raw: &str) -> Result<Option<Uuid>, ModelError> {
+    let bad = || ModelError::invalid(field, "is not a token from an earlier page");
+    page_token(field, raw)?.map(|id| Uuid::parse_str(&id).map_err(|_| bad())).transpose()
+}
+
+/// The token of the page after one that ended with `last` (empty on the last page).
+pub fn id_next_page_token(last: Option<Uuid>, more: bool) -> String {
+    next_page_token(last.filter(|_| more).map(|id| id.to_string()))
+}
+
+pub fn site_access_to_pb(access: &SiteAccess) -> pb::SiteAccess {
+    pb::SiteAccess { site_id: access.site.to_string(), level: level_to_pb(access.level) as i32 }
+}
+
+pub fn user_access_to_pb(access: UserAccess) -> pb::UserAccess {
+    pb::UserAccess {
+        user_id: access.user.to_string(),
+        level: level_to_pb(access.level) as i32,
+        paths: access.paths.into_iter().map(path_to_pb).collect(),
+    }
+}
+
+pub fn path_to_pb(path: AccessPath) -> pb::AccessPath {
+    let (kind, group) = match path.kind {
+        PathKind::Owner => (pb::PathKind::Owner, None),
+        PathKind::Direct => (pb::PathKind::Direct, None),
+        PathKind::AllSites => (pb::PathKind::AllSites, None),
+        PathKind::Group(id) => (pb::PathKind::Group, Some(id)),
+        PathKind::GroupAllSites(id) => (pb::PathKind::GroupAllSites, Some(id)),
+    };
+    pb::AccessPath {
+        kind: kind as i32,
+        level: level_to_pb(path.level) as i32,
+        group_id: group.map(|id| id.to_string()).unwrap_or_default(),
+        group_name: path.group_name.unwrap_or_default(),
+        wins: path.wins,
+    }
+}
+
+pub fn explanation_to_pb(explanation: Explanation, revision: Revision) -> pb::ExplainResponse {
+    pb::ExplainResponse {
+        effective_level: level_to_pb(explanation.level) as i32,
+        paths: explanation.paths.into_iter().map(path_to_pb).collect(),
+        site_id: explanation.site.map(|id| id.to_string()).unwrap_or_default(),
+        report: explanation.report.map(|r| pb::ReportAccess {
+            can_view: r.can_view,
+            can_edit: r.can_edit,
+            can_delete: r.can_delete,
+            reason: r.reason,
+        }),
+        revision: revision.to_string(),
+    }
+}
+
+pub fn change_to_pb(change: Change) -> pb::Change {
+    use pb::change::Kind;
+    let membership = |group_id: GroupId, user_id: UserId| pb::Membership {
+        group_id: group_id.to_string(),
+        user_id: user_id.to_string(),
+    };
+    let kind = match change {
+        Change::UserCreated { user, .. } => Kind::UserCreated(user_to_pb(user)),
+        Change::UserUpdated { user_id, patch, updated_at } => Kind::UserUpdated(pb::UserUpdated {
+            user_id: user_id.to_string(),
+            email: patch.email,
+            name: patch.name,
+            language: patch.language,
+            role: patch.role.map(|role| role_to_pb(role) as i32),
+            modules: patch.modules.map(modules_to_pb),
+            password_changed: patch.password_changed,
+            updated_at: updated_at.to_rfc3339(),
+        }),
+        Change::UserDeleted { user_id } => Kind::UserDeleted(user_id.to_string()),
+        Change::SiteCreated { site } => Kind::SiteCreated(site_to_pb(site)),
+        Change::SiteUpdated { site_id, name } => Kind::SiteUpdated(pb::SiteUpdated { site_id: site_id.to_string(), name }),
+        Change::SiteDeleted { site_id } => Kind::SiteDeleted(site_id.to_string()),
+        Change::GroupCreated { group } => Kind::GroupCreated(group_to_pb(group)),
+        Change::GroupUpdated { group_id, name, description, external_id } => Kind::GroupUpdated(pb::GroupUpdated {
+            group_id: group_id.to_string(),
+            name,
+            description,
+            external_id: external_id.map(Option::unwrap_or_default),
+        }),
+        Change::GroupDeleted { group_id } => Kind::GroupDeleted(group_id.to_string()),
+        Change::MemberAdded { group_id, user_id } => Kind::MemberAdded(membership(group_id, user_id)),
+        Change::MemberRemoved { group_id, user_id } => Kind::MemberRemoved(membership(group_id, user_id)),
+        Change::GrantSet { grant } => Kind::GrantSet(grant_to_pb(grant)),
+        Change::ReportCreated { report } => Kind::ReportCreated(report_to_pb(report)),
+        Change::ReportUpdated { report_id, name, visibility, author } => Kind::ReportUpdated(pb::ReportUpdated {
+            report_id: report_id.to_string(),
+            name,
+            visibility: visibility.map(|v| visibility_to_pb(v) as i32),
+            author_user_id: author.map(|id| id.to_string()),
+        }),
+        Change::ReportDeleted { report_id } => Kind::ReportDeleted(report_id.to_string()),
+    };
+    pb::Change { kind: Some(kind) }
 }

@@ -5,9 +5,11 @@ mod admin;
 mod check;
 pub mod convert;
 pub mod password;
+mod watch;
 
 pub use admin::AdminApi;
 pub use check::CheckApi;
+pub use watch::WatchApi;
 
 use tonic::Status;
 use tracing::{error, warn};

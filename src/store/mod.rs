@@ -422,6 +422,28 @@ impl Store {
         finish_page(rows, limit, |row| row.id.to_string(), convert::report_from_row)
     }
 
+    /// The oldest revision the changelog still holds; `None` when it is empty.
+    pub async fn oldest_retained_revision(&self) -> Result<Option<Revision>, StoreError> {
+        let oldest: Option<Option<i64>> = changelog::Entity::find()
+            .select_only()
+            .expr(Expr::col(changelog::Column::Revision).min())
+            .into_tuple()
+            .one(&self.db)
+            .await?;
+        oldest.flatten().map(revision_of).transpose()
+    }
+
+    /// Drops the changelog entries at or below `through`; returns how many.
+    /// Watchers older than what remains must resync from a full read.
+    pub async fn prune_changelog(&self, through: Revision) -> Result<u64, StoreError> {
+        let through = stored_revision(through)?;
+        let deleted = changelog::Entity::delete_many()
+            .filter(changelog::Column::Revision.lte(through))
+            .exec(&self.db)
+            .await?;
+        Ok(deleted.rows_affected)
+    }
+
     /// Begins a write transaction holding the database's writer lock.
     async fn begin_write(&self) -> Result<DatabaseTransaction, StoreError> {
         let txn = match self.db.get_database_backend() {

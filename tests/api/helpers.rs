@@ -76,11 +76,15 @@ async fn create_database(admin_url: &str, name: &str) {
 }
 
 async fn start(backend: Backend) -> TestApp {
+    start_with_retention(backend, 1_000_000).await
+}
+
+async fn start_with_retention(backend: Backend, changelog_retention: u64) -> TestApp {
     let storage = match &backend {
         Backend::Sqlite(dir) => StorageConfig { data_dir: dir.clone(), database_url: None },
         Backend::Postgres(url) => StorageConfig { data_dir: PathBuf::from("unused"), database_url: Some(DatabaseUrl(url.clone())) },
     };
-    let config = Config { listen: "127.0.0.1:0".parse().expect("address"), storage };
+    let config = Config { listen: "127.0.0.1:0".parse().expect("address"), storage, changelog_retention };
     let app = Application::build(&config).await.expect("build application");
     let addr = app.local_addr();
     let engine = app.engine();
@@ -131,10 +135,16 @@ impl TestApp {
 
     /// Stops the server gracefully and starts a new one on the same storage:
     /// its index is rebuilt from storage alone.
-    pub async fn restart(mut self) -> TestApp {
+    pub async fn restart(self) -> TestApp {
+        self.restart_with_retention(1_000_000).await
+    }
+
+    /// Restarts on the same storage with a changelog that keeps only the
+    /// last `changelog_retention` revisions.
+    pub async fn restart_with_retention(mut self, changelog_retention: u64) -> TestApp {
         self.stop().await;
         let data_dir = self._data_dir.take();
-        let mut app = start(self.backend.clone()).await;
+        let mut app = start_with_retention(self.backend.clone(), changelog_retention).await;
         app._data_dir = data_dir;
         app
     }

@@ -3,3 +3,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod helpers;
+mod lifecycle;
+mod rules;
+mod validation;
