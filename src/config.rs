@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
+use crate::dataset::DatasetSize;
+
 #[derive(Debug, Parser)]
 #[command(name = "warden", version, about = "Permission decisions for web analytics, over gRPC")]
 pub struct Cli {
@@ -21,6 +23,9 @@ pub enum Command {
     Serve(Config),
     /// Applies the schema and exits.
     Migrate(StorageConfig),
+    /// Generates a deterministic benchmark dataset and loads it into an empty
+    /// database in one transaction (see BENCHMARKS.md).
+    Import(ImportConfig),
 }
 
 /// Everything `warden serve` needs.
@@ -34,6 +39,19 @@ pub struct Config {
     /// How many revisions the changelog keeps for Watch; older watchers must resync.
     #[arg(long, env = "WARDEN_CHANGELOG_RETENTION", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub changelog_retention: u64,
+}
+
+/// Everything `warden import` needs.
+#[derive(Debug, Clone, Args)]
+pub struct ImportConfig {
+    /// Dataset size: S (10k users, ~100k grants), M (100k users, ~1M grants) or XL (1M users, ~10M grants).
+    #[arg(long, env = "WARDEN_IMPORT_SIZE", default_value = "S")]
+    pub size: DatasetSize,
+    /// Seed of the generator: the same size and seed give the same dataset on every machine.
+    #[arg(long, env = "WARDEN_IMPORT_SEED", default_value_t = 42)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub storage: StorageConfig,
 }
 
 /// Where the model is stored.

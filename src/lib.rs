@@ -6,6 +6,7 @@
 //! PostgreSQL). `model` holds the plain types they share.
 
 pub mod config;
+pub mod dataset;
 pub mod engine;
 pub mod index;
 pub mod model;

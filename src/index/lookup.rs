@@ -41,8 +41,9 @@ pub struct AccessPath {
     pub level: Level,
     /// The group's display name, for group paths.
     pub group_name: Option<String>,
-    /// Whether this path gives the effective level (exactly one path wins:
-    /// the first of the highest, in the order owner, direct, all-sites, groups).
+    /// Whether this path gives the effective level. Exactly one path wins:
+    /// the first of the highest, in the order owner, direct, all-sites, group
+    /// site grants, group all-sites grants (groups by id).
     pub wins: bool,
 }
 
@@ -145,7 +146,8 @@ impl Index {
         match resource {
             Resource::Site(site) => {
                 let (level, paths) = self.paths(user, site);
-                Explanation { site: Some(site), level, paths, report: None }
+                let site = self.sites.contains_key(&site).then_some(site);
+                Explanation { site, level, paths, report: None }
             }
             Resource::Report(report) => self.explain_report(user, report),
             Resource::Instance => {
@@ -212,13 +214,18 @@ impl Index {
         if entry.grants.all_sites > Level::NoAccess {
             paths.push(path(PathKind::AllSites, entry.grants.all_sites, None));
         }
-        for group_id in entry.groups.iter() {
-            let Some(group) = self.groups.get(group_id) else { continue };
+        // Group paths in a stable order: site grants before all-sites grants,
+        // each by group id, so every call and every replica answers alike.
+        let groups: Vec<_> =
+            entry.groups.iter().sorted().filter_map(|id| self.groups.get(id).map(|group| (*id, group))).collect();
+        for (id, group) in &groups {
             if let Some(level) = group.grants.sites.get(&site) {
-                paths.push(path(PathKind::Group(*group_id), *level, Some(&group.name)));
+                paths.push(path(PathKind::Group(*id), *level, Some(&group.name)));
             }
+        }
+        for (id, group) in &groups {
             if group.grants.all_sites > Level::NoAccess {
-                paths.push(path(PathKind::GroupAllSites(*group_id), group.grants.all_sites, Some(&group.name)));
+                paths.push(path(PathKind::GroupAllSites(*id), group.grants.all_sites, Some(&group.name)));
             }
         }
         let level = paths.iter().map(|p| p.level).max().unwrap_or_default();

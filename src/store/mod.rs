@@ -13,6 +13,7 @@
 //! was there all along.
 
 mod apply;
+mod bulk;
 mod convert;
 mod entity;
 
@@ -34,6 +35,7 @@ use crate::model::{
     Change, Grant, Group, GroupId, PasswordHash, Report, ReportId, Revision, Site, SiteId, Subject, Timestamp, User,
     UserId,
 };
+pub use bulk::{ImportError, ImportProgress};
 use convert::{fold_case, subject_from_key, subject_key};
 use entity::{all_sites_grant, changelog, group, group_member, idempotency_key, report, site, site_grant, user};
 
@@ -131,6 +133,7 @@ impl Store {
         options.sqlx_logging(false);
         if database_url.starts_with("sqlite:") {
             let in_memory = database_url.contains(":memory:") || database_url.contains("mode=memory");
+            if std::env::var("NOTBA").is_ok() { options.test_before_acquire(false); }
             if in_memory {
                 options.max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None);
             } else {
@@ -138,7 +141,7 @@ impl Store {
             }
             options.map_sqlx_sqlite_opts(move |sqlite| {
                 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-                let sqlite = sqlite.busy_timeout(SQLITE_BUSY_TIMEOUT).synchronous(SqliteSynchronous::Normal);
+                let sqlite = sqlite.busy_timeout(SQLITE_BUSY_TIMEOUT).synchronous(SqliteSynchronous::Normal).row_buffer_size(std::env::var("RBS").map(|v| v.parse().unwrap()).unwrap_or(50));
                 if in_memory { sqlite } else { sqlite.journal_mode(SqliteJournalMode::Wal) }
             });
         }
@@ -1193,5 +1196,52 @@ mod tests {
         let t = std::time::Instant::now();
         let snap = store.load_snapshot().await.expect("snap");
         eprintln!("snapshot of {} grants: {:?}", snap.grants.len(), t.elapsed());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    #[ignore]
+    async fn tmp_perf2() {
+        use sea_orm::sqlx;
+        let path = "/tmp/perfdb/warden.db";
+        let fresh = !std::path::Path::new(path).exists();
+        std::fs::create_dir_all("/tmp/perfdb").unwrap();
+        let url = format!("sqlite://{path}?mode=rwc");
+        let store = Store::connect(&url).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        if fresh {
+            for round in 0..10u128 {
+                let changes: Vec<Change> = (0..100_000u128).map(|i| grant(Subject::User(UserId(id(i % 1000 + round * 1000))), Target::Site(SiteId(id(1_000_000 + i))), Level::View)).collect();
+                commit(&store, &changes).await;
+            }
+        }
+        let t = std::time::Instant::now();
+        let snap = store.load_snapshot().await.expect("snap");
+        eprintln!("A snapshot of {} grants: {:?}", snap.grants.len(), t.elapsed());
+        let t = std::time::Instant::now();
+        let rows: Vec<(String, Uuid, Uuid, i16)> = site_grant::Entity::find().select_only().columns([site_grant::Column::SubjectKind, site_grant::Column::SubjectId, site_grant::Column::SiteId, site_grant::Column::Level]).into_tuple().all(&store.db).await.unwrap();
+        eprintln!("B into_tuple all {}: {:?}", rows.len(), t.elapsed());
+        let t = std::time::Instant::now();
+        let rows = site_grant::Entity::find().all(&store.db).await.unwrap();
+        eprintln!("B2 models all {}: {:?}", rows.len(), t.elapsed());
+        drop(rows);
+        let pool = store.db.get_sqlite_connection_pool();
+        let t = std::time::Instant::now();
+        let rows: Vec<(String, Uuid, Uuid, i16)> = sqlx::query_as("SELECT subject_kind, subject_id, site_id, level FROM site_grants").fetch_all(pool).await.unwrap();
+        eprintln!("C raw sqlx fetch_all {}: {:?}", rows.len(), t.elapsed());
+        let t = std::time::Instant::now();
+        let rows: Vec<(i64,)> = sqlx::query_as("SELECT level FROM site_grants").fetch_all(pool).await.unwrap();
+        eprintln!("C2 raw sqlx one int col {}: {:?}", rows.len(), t.elapsed());
+        let t = std::time::Instant::now();
+        for _ in 0..5000 { store.db.execute_unprepared("SELECT 1").await.unwrap(); }
+        eprintln!("D 5000 x SELECT 1 unprepared: {:?}", t.elapsed());
+        let t = std::time::Instant::now();
+        for _ in 0..5000 { sqlx::query("SELECT 1").execute(pool).await.unwrap(); }
+        eprintln!("D2 5000 x SELECT 1 raw sqlx on pool: {:?}", t.elapsed());
+        let t = std::time::Instant::now();
+        for _ in 0..5000 { store.head_revision().await.unwrap(); }
+        eprintln!("D3 5000 x head_revision: {:?}", t.elapsed());
+        let t = std::time::Instant::now();
+        for _ in 0..5000 { let txn = store.db.begin().await.unwrap(); txn.commit().await.unwrap(); }
+        eprintln!("D4 5000 x begin/commit: {:?}", t.elapsed());
     }
 }

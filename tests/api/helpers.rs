@@ -18,6 +18,7 @@ use warden::engine::Engine;
 use warden::config::{Config, DatabaseUrl, StorageConfig};
 use warden::pb::admin_service_client::AdminServiceClient;
 use warden::pb::check_service_client::CheckServiceClient;
+use warden::pb::watch_service_client::WatchServiceClient;
 use warden::pb::{self, mutation::Op};
 use warden::server::Application;
 
@@ -36,6 +37,7 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub check: CheckServiceClient<Channel>,
     pub admin: AdminServiceClient<Channel>,
+    pub watch: WatchServiceClient<Channel>,
     pub health: HealthClient<Channel>,
     /// The running engine: tests compare its index with one rebuilt from storage.
     pub engine: Arc<Engine>,
@@ -101,6 +103,7 @@ async fn start_with_retention(backend: Backend, changelog_retention: u64) -> Tes
         addr,
         check: CheckServiceClient::new(channel.clone()),
         admin: AdminServiceClient::new(channel.clone()),
+        watch: WatchServiceClient::new(channel.clone()),
         health: HealthClient::new(channel),
         engine,
         backend,
@@ -548,5 +551,145 @@ impl TestApp {
             members,
             grants,
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Lookups, explanations and the changelog stream, used by the lookups and
+// watch tests. Everything above is unchanged but for the `watch` client.
+
+/// How long a stream read may take before the test gives up: a safety net
+/// against a hung test, never a timing assertion (a healthy server answers
+/// in milliseconds).
+pub const STREAM_SAFETY_NET: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Revisions are opaque to callers, but this server's are decimal numbers.
+pub fn revision_number(revision: &str) -> u64 {
+    revision.parse().unwrap_or_else(|_| panic!("revision `{revision}` is a number"))
+}
+
+/// A LookupSites request for one page.
+pub fn lookup_sites_request(user: &str, min_level: pb::Level, page_size: i32, page_token: &str) -> pb::LookupSitesRequest {
+    pb::LookupSitesRequest {
+        user_id: user.to_string(),
+        min_level: min_level as i32,
+        page_size,
+        page_token: page_token.to_string(),
+        at_least_revision: String::new(),
+    }
+}
+
+/// A LookupUsers request for one page.
+pub fn lookup_users_request(site: &str, min_level: pb::Level, page_size: i32, page_token: &str) -> pb::LookupUsersRequest {
+    pb::LookupUsersRequest {
+        site_id: site.to_string(),
+        min_level: min_level as i32,
+        page_size,
+        page_token: page_token.to_string(),
+        at_least_revision: String::new(),
+    }
+}
+
+impl TestApp {
+    /// One page of the sites `user` reaches at `min_level` or more.
+    pub async fn lookup_sites_page(
+        &mut self,
+        user: &str,
+        min_level: pb::Level,
+        page_size: i32,
+        page_token: &str,
+    ) -> pb::LookupSitesResponse {
+        let request = lookup_sites_request(user, min_level, page_size, page_token);
+        self.check.lookup_sites(request).await.expect("lookup sites").into_inner()
+    }
+
+    /// Every site `user` reaches at `min_level` or more, all pages walked.
+    pub async fn lookup_sites(&mut self, user: &str, min_level: pb::Level) -> Vec<pb::SiteAccess> {
+        let (mut sites, mut token) = (Vec::new(), String::new());
+        loop {
+            let page = self.lookup_sites_page(user, min_level, 0, &token).await;
+            sites.extend(page.sites);
+            if page.next_page_token.is_empty() {
+                return sites;
+            }
+            token = page.next_page_token;
+        }
+    }
+
+    /// The ids of the sites `user` reaches at `min_level` or more, in the order answered.
+    pub async fn site_ids_reached(&mut self, user: &str, min_level: pb::Level) -> Vec<String> {
+        self.lookup_sites(user, min_level).await.into_iter().map(|access| access.site_id).collect()
+    }
+
+    /// One page of the users who reach `site` at `min_level` or more.
+    pub async fn lookup_users_page(
+        &mut self,
+        site: &str,
+        min_level: pb::Level,
+        page_size: i32,
+        page_token: &str,
+    ) -> pb::LookupUsersResponse {
+        let request = lookup_users_request(site, min_level, page_size, page_token);
+        self.check.lookup_users(request).await.expect("lookup users").into_inner()
+    }
+
+    /// Every user who reaches `site` at `min_level` or more, all pages walked.
+    pub async fn lookup_users(&mut self, site: &str, min_level: pb::Level) -> Vec<pb::UserAccess> {
+        let (mut users, mut token) = (Vec::new(), String::new());
+        loop {
+            let page = self.lookup_users_page(site, min_level, 0, &token).await;
+            users.extend(page.users);
+            if page.next_page_token.is_empty() {
+                return users;
+            }
+            token = page.next_page_token;
+        }
+    }
+
+    /// The ids of the users who reach `site` at `min_level` or more, in the order answered.
+    pub async fn user_ids_reaching(&mut self, site: &str, min_level: pb::Level) -> Vec<String> {
+        self.lookup_users(site, min_level).await.into_iter().map(|access| access.user_id).collect()
+    }
+
+    /// Why `user` has the access they have to `resource`.
+    pub async fn explain(&mut self, user: &str, resource: pb::resource::Kind) -> pb::ExplainResponse {
+        let request = pb::ExplainRequest {
+            user_id: user.to_string(),
+            resource: Some(pb::Resource { kind: Some(resource) }),
+            at_least_revision: String::new(),
+        };
+        self.check.explain(request).await.expect("explain").into_inner()
+    }
+
+    /// Opens a watch stream from `from_revision` (exclusive; empty: from now on).
+    pub async fn watch_from(&mut self, from_revision: &str) -> Result<tonic::Streaming<pb::WatchResponse>, Status> {
+        let request = pb::WatchRequest { from_revision: from_revision.to_string() };
+        self.watch.watch(request).await.map(|response| response.into_inner())
+    }
+
+    /// Why a watch from `from_revision` is refused, whether the refusal comes
+    /// with the call or as the stream's first message.
+    pub async fn watch_refusal(&mut self, from_revision: &str) -> Status {
+        let mut stream = match self.watch_from(from_revision).await {
+            Err(status) => return status,
+            Ok(stream) => stream,
+        };
+        match tokio::time::timeout(STREAM_SAFETY_NET, stream.message()).await {
+            Ok(Err(status)) => status,
+            Ok(Ok(Some(batch))) => panic!("watch from `{from_revision}` sent a batch: {batch:?}"),
+            Ok(Ok(None)) => panic!("watch from `{from_revision}` ended without an error"),
+            Err(_) => panic!("watch from `{from_revision}` neither failed nor sent anything within {STREAM_SAFETY_NET:?}"),
+        }
+    }
+}
+
+/// The next batch on a watch stream; panics if the stream fails, ends, or
+/// sends nothing within the safety net.
+pub async fn next_batch(stream: &mut tonic::Streaming<pb::WatchResponse>) -> pb::WatchResponse {
+    match tokio::time::timeout(STREAM_SAFETY_NET, stream.message()).await {
+        Ok(Ok(Some(batch))) => batch,
+        Ok(Ok(None)) => panic!("the watch stream ended"),
+        Ok(Err(status)) => panic!("the watch stream failed: {status:?}"),
+        Err(_) => panic!("no batch arrived within {STREAM_SAFETY_NET:?} (safety net)"),
     }
 }

@@ -3,6 +3,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod helpers;
+mod model_check;
+mod reference;
 mod lifecycle;
+mod lookups;
 mod rules;
 mod validation;
+mod watch;
