@@ -353,6 +353,55 @@ async fn list_services_v1alpha(channel: Channel) -> Vec<String> {
     }
 }
 
+/// Makes the database itself refuse to store a site named `explode`, so a
+/// batch fails inside storage after some of its rows were already written.
+async fn inject_storage_fault(app: &TestApp) {
+    use sea_orm::{ConnectionTrait, Database, DbBackend};
+    let db = Database::connect(app.database_url()).await.expect("connect to the app's database");
+    let statements: &[&str] = match db.get_database_backend() {
+        DbBackend::Sqlite => &["CREATE TRIGGER explode BEFORE INSERT ON sites WHEN NEW.name = 'explode' \
+             BEGIN SELECT RAISE(ABORT, 'injected fault'); END"],
+        _ => &[
+            "CREATE FUNCTION explode() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             IF NEW.name = 'explode' THEN RAISE EXCEPTION 'injected fault'; END IF; RETURN NEW; END $$",
+            "CREATE TRIGGER explode BEFORE INSERT ON sites FOR EACH ROW EXECUTE FUNCTION explode()",
+        ],
+    };
+    for statement in statements {
+        db.execute_unprepared(statement).await.expect("install the fault");
+    }
+    db.close().await.expect("close");
+}
+
+async fn a_storage_fault_in_the_middle_of_a_commit_changes_neither_storage_nor_index(mut app: TestApp) {
+    let owner = app.new_owner().await;
+    let site = app.new_site().await;
+    let user = app.new_user().await;
+    inject_storage_fault(&app).await;
+    let before = app.observe().await;
+    let index_before = app.engine.index().expect("index loaded");
+
+    let doomed = vec![
+        grant_user(&user, &site, Level::Edit),
+        create_site(&new_id(), "written before the fault"),
+        create_site(&new_id(), "explode"),
+    ];
+    let status = app.mutate(Some(&owner), doomed).await.expect_err("storage refuses the batch");
+    assert_eq!(status.code(), Code::Internal, "{status:?}");
+    assert!(!status.message().contains("injected"), "internal causes stay in the log: {status:?}");
+
+    assert_eq!(app.observe().await, before, "storage holds nothing of the batch");
+    assert_eq!(*app.engine.index().expect("index loaded"), *index_before, "the index holds nothing of it");
+    assert!(!app.can(&user, pb::Action::Edit, &site).await);
+
+    // The next batch commits at the next revision: the failed one used none.
+    let next = app.apply(Some(&owner), vec![grant_user(&user, &site, Level::Edit)]).await;
+    assert_eq!(next.revision.parse::<u64>().unwrap(), before.revision.parse::<u64>().unwrap() + 1);
+    assert!(app.can(&user, pb::Action::Edit, &site).await);
+    let mut app = app.restart().await;
+    assert!(app.can(&user, pb::Action::Edit, &site).await, "the committed batch survives a restart");
+}
+
 crate::backend_tests!(
     a_restarted_server_gives_every_answer_it_gave_before,
     a_batch_whose_last_mutation_is_refused_leaves_storage_and_index_as_they_were,
@@ -363,4 +412,5 @@ crate::backend_tests!(
     list_users_pages_through_search_results_each_exactly_once,
     health_reports_serving_once_started,
     reflection_lists_the_services_on_v1_and_v1alpha,
+    a_storage_fault_in_the_middle_of_a_commit_changes_neither_storage_nor_index,
 );
