@@ -8,7 +8,7 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 use thiserror::Error;
 use tokio::sync::{Mutex, watch};
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use crate::index::Index;
 use crate::model::{ModelError, Mutation, Revision, Timestamp, UserId};
@@ -146,18 +146,23 @@ impl Engine {
             ids: &plan.ids,
             idempotency_key: key,
             committed_at: Timestamp::now(),
+            judged_at: Some(current.revision()),
         };
-        let revision = self.store.commit(commit).await?;
+        let revision = match self.store.commit(commit).await {
+            Ok(revision) => revision,
+            Err(StoreError::Stale { judged_at, head }) => {
+                // Another process committed since this index was built: the
+                // batch was judged on an old state and nothing was written.
+                // Storage holds the truth, so rebuild from it; the caller retries.
+                warn!(judged_at, head, "storage moved under the index; reloading");
+                drop(_writer);
+                self.load().await?;
+                return Err(StoreError::Stale { judged_at, head }.into());
+            }
+            Err(other) => return Err(other.into()),
+        };
         let (next, ids) = plan.committed_at(revision);
-        if revision != current.revision() + 1 {
-            // Another process wrote in between: the plan was judged on a stale
-            // index. Storage holds the truth, so rebuild from it.
-            error!(revision, index_revision = current.revision(), "storage moved under the index; reloading");
-            drop(_writer);
-            self.load().await?;
-        } else {
-            self.publish(next);
-        }
+        self.publish(next);
         self.prune_changelog(revision).await;
         Ok(Committed { revision, ids })
     }

@@ -61,7 +61,7 @@ async fn import(config: ImportConfig) -> anyhow::Result<()> {
         memberships = snapshot.memberships.len(),
         grants = snapshot.grants.len(),
         reports = snapshot.reports.len(),
-        elapsed_s = started.elapsed().as_secs_f64(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
         "import done"
     );
     Ok(())

@@ -38,6 +38,9 @@ impl From<StoreError> for Status {
                 warn!(%cause, "storage unavailable");
                 Status::unavailable("storage is unavailable; nothing was changed, retry later")
             }
+            StoreError::Stale { .. } => {
+                Status::aborted("the model changed while the batch was judged; nothing was changed, retry it")
+            }
             StoreError::BadCursor(_) => Status::invalid_argument("`page_token`: is not a token from an earlier page"),
             StoreError::Internal(cause) => {
                 error!(%cause, "storage error");

@@ -74,6 +74,9 @@ pub enum StoreError {
     /// Anything else: a bug, or data this code cannot read.
     #[error("storage error: {0}")]
     Internal(String),
+    /// Another writer committed after the batch was judged: judge it again.
+    #[error("the batch was judged at revision {judged_at} but storage is at {head}")]
+    Stale { judged_at: Revision, head: Revision },
     /// A page cursor (held here) that this store did not produce for this
     /// listing.
     #[error("malformed page token `{0}`")]
@@ -103,6 +106,9 @@ pub struct Commit<'a> {
     pub ids: &'a [String],
     pub idempotency_key: Option<&'a str>,
     pub committed_at: Timestamp,
+    /// The revision the batch was judged at: the commit is refused with
+    /// [`StoreError::Stale`] if another writer committed since.
+    pub judged_at: Option<Revision>,
 }
 
 /// Which grants `list_grants` lists.
@@ -133,7 +139,9 @@ impl Store {
         options.sqlx_logging(false);
         if database_url.starts_with("sqlite:") {
             let in_memory = database_url.contains(":memory:") || database_url.contains("mode=memory");
-            if std::env::var("NOTBA").is_ok() { options.test_before_acquire(false); }
+            // A connection to a local file cannot go stale: skip the ping
+            // that would otherwise precede every statement's acquire.
+            options.test_before_acquire(false);
             if in_memory {
                 options.max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None);
             } else {
@@ -141,7 +149,7 @@ impl Store {
             }
             options.map_sqlx_sqlite_opts(move |sqlite| {
                 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-                let sqlite = sqlite.busy_timeout(SQLITE_BUSY_TIMEOUT).synchronous(SqliteSynchronous::Normal).row_buffer_size(std::env::var("RBS").map(|v| v.parse().unwrap()).unwrap_or(50));
+                let sqlite = sqlite.busy_timeout(SQLITE_BUSY_TIMEOUT).synchronous(SqliteSynchronous::Normal);
                 if in_memory { sqlite } else { sqlite.journal_mode(SqliteJournalMode::Wal) }
             });
         }
@@ -212,7 +220,13 @@ impl Store {
     pub async fn commit(&self, commit: Commit<'_>) -> Result<Revision, StoreError> {
         let _writer = self.writer.lock().await;
         let txn = self.begin_write().await?;
-        let revision = head_revision_of(&txn).await? + 1;
+        let head = head_revision_of(&txn).await?;
+        if let Some(judged_at) = commit.judged_at
+            && judged_at != head
+        {
+            return Err(StoreError::Stale { judged_at, head });
+        }
+        let revision = head + 1;
         let stored_revision = stored_revision(revision)?;
         apply::apply_changes(&txn, commit.changes).await?;
         let entry = changelog::ActiveModel {
@@ -438,12 +452,14 @@ impl Store {
 
     /// Drops the changelog entries at or below `through`; returns how many.
     /// Watchers older than what remains must resync from a full read.
+    ///
+    /// INVARIANT: the head entry is never dropped, because the next revision
+    /// is counted from it. (A commit racing this only raises the head.)
     pub async fn prune_changelog(&self, through: Revision) -> Result<u64, StoreError> {
-        let through = stored_revision(through)?;
-        let deleted = changelog::Entity::delete_many()
-            .filter(changelog::Column::Revision.lte(through))
-            .exec(&self.db)
-            .await?;
+        let head = self.head_revision().await?;
+        let through = stored_revision(std::cmp::min(through, head.saturating_sub(1)))?;
+        let deleted =
+            changelog::Entity::delete_many().filter(changelog::Column::Revision.lte(through)).exec(&self.db).await?;
         Ok(deleted.rows_affected)
     }
 
@@ -683,6 +699,7 @@ mod tests {
         each_commit_advances_the_head_revision_by_one,
         changes_since_returns_the_committed_changes_without_password_hashes,
         an_idempotency_key_keeps_the_result_of_its_batch,
+        pruning_the_changelog_keeps_the_head_entry,
         passwords_are_found_by_email_key_and_by_id,
         a_user_update_changes_only_the_patched_fields,
         updates_and_deletes_reach_every_table,
@@ -740,7 +757,7 @@ mod tests {
     }
 
     async fn commit(store: &Store, changes: &[Change]) -> Revision {
-        let commit = Commit { changes, actor: None, ids: &[], idempotency_key: None, committed_at: Timestamp(7) };
+        let commit = Commit { changes, actor: None, ids: &[], idempotency_key: None, committed_at: Timestamp(7), judged_at: None };
         store.commit(commit).await.expect("commit")
     }
 
@@ -845,6 +862,18 @@ mod tests {
         assert!(store.changes_since(Revision::MAX, 10).await.expect("changes").is_empty());
     }
 
+    async fn pruning_the_changelog_keeps_the_head_entry(store: Store) {
+        for n in 1..=3 {
+            commit(&store, &[user_created(user(n, &format!("u{n}@x.org"), "U"))]).await;
+        }
+        assert_eq!(store.oldest_retained_revision().await.expect("oldest"), Some(1));
+        assert_eq!(store.prune_changelog(1).await.expect("prune"), 1);
+        assert_eq!(store.oldest_retained_revision().await.expect("oldest"), Some(2));
+        assert_eq!(store.prune_changelog(Revision::MAX).await.expect("prune"), 1);
+        assert_eq!(store.oldest_retained_revision().await.expect("oldest"), Some(3));
+        assert_eq!(commit(&store, &[]).await, 4);
+    }
+
     async fn an_idempotency_key_keeps_the_result_of_its_batch(store: Store) {
         assert_eq!(store.idempotent_result("retry-1").await.expect("lookup"), None);
         let ids = vec![id(1).to_string(), String::new()];
@@ -855,6 +884,7 @@ mod tests {
             ids: &ids,
             idempotency_key: Some("retry-1"),
             committed_at: Timestamp(7),
+            judged_at: None,
         };
         let revision = store.commit(commit).await.expect("commit");
         assert_eq!(store.idempotent_result("retry-1").await.expect("lookup"), Some((revision, ids.clone())));
@@ -1162,86 +1192,41 @@ mod tests {
         assert_eq!(reopened.load_snapshot().await.expect("snapshot"), expected);
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn writers_in_two_processes_commit_revisions_without_gaps() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("warden.db").display());
+        let first = Store::connect(&url).await.expect("connect");
+        first.migrate().await.expect("migrate");
+        // A second pool with its own process-wide lock stands for another process.
+        let second = Store::connect(&url).await.expect("connect");
+        let writers = (0..8u128).map(|writer| {
+            let store = if writer % 2 == 0 { first.clone() } else { second.clone() };
+            tokio::spawn(async move {
+                for n in 0..10 {
+                    let site = SiteId(id(writer * 100 + n));
+                    commit(
+                        &store,
+                        &[Change::SiteCreated {
+                            site: Site { id: site, name: "s".to_owned(), created_at: Timestamp(1) },
+                        }],
+                    )
+                    .await;
+                }
+            })
+        });
+        for writer in writers.collect::<Vec<_>>() {
+            writer.await.expect("writer");
+        }
+        let revisions: Vec<Revision> =
+            first.changes_since(0, 1_000).await.expect("changes").into_iter().map(|(revision, _)| revision).collect();
+        assert_eq!(revisions, (1..=80).collect::<Vec<_>>());
+        assert_eq!(second.load_snapshot().await.expect("snapshot").sites.len(), 80);
+    }
+
     #[tokio::test]
     async fn an_unreachable_database_is_unavailable() {
         let error = Store::connect("sqlite:///nonexistent-dir/warden.db?mode=ro").await.err().expect("an error");
         assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
-    }
-
-    #[tokio::test(flavor = "multi_thread")]
-    #[ignore]
-    async fn tmp_perf() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = std::env::var("PERF_URL").unwrap_or(format!("sqlite://{}?mode=rwc", dir.path().join("warden.db").display()));
-        let store = Store::connect(&url).await.expect("connect");
-        store.migrate().await.expect("migrate");
-        let t = std::time::Instant::now();
-        let n = 100_000u128;
-        let changes: Vec<Change> = (0..n).map(|i| grant(Subject::User(UserId(id(i % 1000))), Target::Site(SiteId(id(1_000_000 + i))), Level::View)).collect();
-        commit(&store, &changes).await;
-        eprintln!("100k grant batch: {:?}", t.elapsed());
-        for round in 0..9 {
-            let changes: Vec<Change> = (0..n).map(|i| grant(Subject::User(UserId(id(i % 1000 + round * 1000 + 1000))), Target::Site(SiteId(id(1_000_000 + i))), Level::View)).collect();
-            commit(&store, &changes).await;
-        }
-        let t = std::time::Instant::now();
-        let changes: Vec<Change> = (0..n).map(|i| grant(Subject::User(UserId(id(i % 1000))), Target::Site(SiteId(id(1_000_000 + i))), Level::NoAccess)).collect();
-        commit(&store, &changes).await;
-        eprintln!("100k revoke batch: {:?}", t.elapsed());
-        let t = std::time::Instant::now();
-        for i in 0..5000u128 {
-            commit(&store, &[grant(Subject::User(UserId(id(7))), Target::Site(SiteId(id(i))), Level::Edit)]).await;
-        }
-        eprintln!("5000 single commits: {:?}", t.elapsed());
-        let t = std::time::Instant::now();
-        let snap = store.load_snapshot().await.expect("snap");
-        eprintln!("snapshot of {} grants: {:?}", snap.grants.len(), t.elapsed());
-    }
-
-    #[tokio::test(flavor = "multi_thread")]
-    #[ignore]
-    async fn tmp_perf2() {
-        use sea_orm::sqlx;
-        let path = "/tmp/perfdb/warden.db";
-        let fresh = !std::path::Path::new(path).exists();
-        std::fs::create_dir_all("/tmp/perfdb").unwrap();
-        let url = format!("sqlite://{path}?mode=rwc");
-        let store = Store::connect(&url).await.expect("connect");
-        store.migrate().await.expect("migrate");
-        if fresh {
-            for round in 0..10u128 {
-                let changes: Vec<Change> = (0..100_000u128).map(|i| grant(Subject::User(UserId(id(i % 1000 + round * 1000))), Target::Site(SiteId(id(1_000_000 + i))), Level::View)).collect();
-                commit(&store, &changes).await;
-            }
-        }
-        let t = std::time::Instant::now();
-        let snap = store.load_snapshot().await.expect("snap");
-        eprintln!("A snapshot of {} grants: {:?}", snap.grants.len(), t.elapsed());
-        let t = std::time::Instant::now();
-        let rows: Vec<(String, Uuid, Uuid, i16)> = site_grant::Entity::find().select_only().columns([site_grant::Column::SubjectKind, site_grant::Column::SubjectId, site_grant::Column::SiteId, site_grant::Column::Level]).into_tuple().all(&store.db).await.unwrap();
-        eprintln!("B into_tuple all {}: {:?}", rows.len(), t.elapsed());
-        let t = std::time::Instant::now();
-        let rows = site_grant::Entity::find().all(&store.db).await.unwrap();
-        eprintln!("B2 models all {}: {:?}", rows.len(), t.elapsed());
-        drop(rows);
-        let pool = store.db.get_sqlite_connection_pool();
-        let t = std::time::Instant::now();
-        let rows: Vec<(String, Uuid, Uuid, i16)> = sqlx::query_as("SELECT subject_kind, subject_id, site_id, level FROM site_grants").fetch_all(pool).await.unwrap();
-        eprintln!("C raw sqlx fetch_all {}: {:?}", rows.len(), t.elapsed());
-        let t = std::time::Instant::now();
-        let rows: Vec<(i64,)> = sqlx::query_as("SELECT level FROM site_grants").fetch_all(pool).await.unwrap();
-        eprintln!("C2 raw sqlx one int col {}: {:?}", rows.len(), t.elapsed());
-        let t = std::time::Instant::now();
-        for _ in 0..5000 { store.db.execute_unprepared("SELECT 1").await.unwrap(); }
-        eprintln!("D 5000 x SELECT 1 unprepared: {:?}", t.elapsed());
-        let t = std::time::Instant::now();
-        for _ in 0..5000 { sqlx::query("SELECT 1").execute(pool).await.unwrap(); }
-        eprintln!("D2 5000 x SELECT 1 raw sqlx on pool: {:?}", t.elapsed());
-        let t = std::time::Instant::now();
-        for _ in 0..5000 { store.head_revision().await.unwrap(); }
-        eprintln!("D3 5000 x head_revision: {:?}", t.elapsed());
-        let t = std::time::Instant::now();
-        for _ in 0..5000 { let txn = store.db.begin().await.unwrap(); txn.commit().await.unwrap(); }
-        eprintln!("D4 5000 x begin/commit: {:?}", t.elapsed());
     }
 }

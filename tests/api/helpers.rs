@@ -142,6 +142,13 @@ impl TestApp {
         self.restart_with_retention(1_000_000).await
     }
 
+    /// Starts a second server on the same storage, as another replica would.
+    pub async fn spawn_replica(&self) -> TestApp {
+        let mut replica = start(self.backend.clone()).await;
+        replica._data_dir = self._data_dir.clone();
+        replica
+    }
+
     /// Restarts on the same storage with a changelog that keeps only the
     /// last `changelog_retention` revisions.
     pub async fn restart_with_retention(mut self, changelog_retention: u64) -> TestApp {

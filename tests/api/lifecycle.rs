@@ -402,6 +402,25 @@ async fn a_storage_fault_in_the_middle_of_a_commit_changes_neither_storage_nor_i
     assert!(app.can(&user, pb::Action::Edit, &site).await, "the committed batch survives a restart");
 }
 
+async fn a_batch_judged_on_a_stale_index_is_aborted_and_succeeds_when_retried(mut app: TestApp) {
+    let owner = app.new_owner().await;
+    let site = app.new_site().await;
+    let user = app.new_user().await;
+    let mut replica = app.spawn_replica().await;
+
+    // The first server commits; the replica's index does not know yet.
+    app.apply(Some(&owner), vec![grant_user(&user, &site, Level::Manage)]).await;
+    let lower_to_view = vec![grant_user(&user, &site, Level::View)];
+    let status = replica.mutate(Some(&owner), lower_to_view.clone()).await.expect_err("judged on a stale index");
+    assert_eq!(status.code(), Code::Aborted, "{status:?}");
+
+    // Refusing made the replica reload: the retry is judged on the truth.
+    replica.apply(Some(&owner), lower_to_view).await;
+    assert_eq!(replica.level(&user, &site).await, Level::View);
+    let rebuilt = app.spawn_replica().await;
+    assert_eq!(*rebuilt.engine.index().unwrap(), *replica.engine.index().unwrap());
+}
+
 crate::backend_tests!(
     a_restarted_server_gives_every_answer_it_gave_before,
     a_batch_whose_last_mutation_is_refused_leaves_storage_and_index_as_they_were,
@@ -413,4 +432,5 @@ crate::backend_tests!(
     health_reports_serving_once_started,
     reflection_lists_the_services_on_v1_and_v1alpha,
     a_storage_fault_in_the_middle_of_a_commit_changes_neither_storage_nor_index,
+    a_batch_judged_on_a_stale_index_is_aborted_and_succeeds_when_retried,
 );
