@@ -72,6 +72,12 @@ impl Engine {
         }
     }
 
+    /// The revision of the published index (0 before it is loaded). Reads
+    /// from storage made after this call reflect at least this revision.
+    pub fn published_revision(&self) -> Revision {
+        *self.revision_tx.borrow()
+    }
+
     /// Follows the revision of the published index.
     pub fn subscribe_revisions(&self) -> watch::Receiver<Revision> {
         self.revision_tx.subscribe()

@@ -70,8 +70,10 @@ impl pb::admin_service_server::AdminService for AdminApi {
         let limit = convert::page_size("page_size", request.page_size)?;
         let after = convert::page_token("page_token", &request.page_token)?;
         let search = request.search.trim().to_lowercase();
+        let revision = self.engine.published_revision();
         let (users, next) = self.engine.store().list_users(&search, after.as_deref(), limit).await?;
         Ok(Response::new(pb::ListUsersResponse {
+            revision: revision.to_string(),
             users: users.into_iter().map(convert::user_to_pb).collect(),
             next_page_token: convert::next_page_token(next),
         }))
@@ -90,8 +92,10 @@ impl pb::admin_service_server::AdminService for AdminApi {
         let request = request.into_inner();
         let limit = convert::page_size("page_size", request.page_size)?;
         let after = convert::page_token("page_token", &request.page_token)?;
+        let revision = self.engine.published_revision();
         let (sites, next) = self.engine.store().list_sites(after.as_deref(), limit).await?;
         Ok(Response::new(pb::ListSitesResponse {
+            revision: revision.to_string(),
             sites: sites.into_iter().map(convert::site_to_pb).collect(),
             next_page_token: convert::next_page_token(next),
         }))
@@ -110,8 +114,10 @@ impl pb::admin_service_server::AdminService for AdminApi {
         let request = request.into_inner();
         let limit = convert::page_size("page_size", request.page_size)?;
         let after = convert::page_token("page_token", &request.page_token)?;
+        let revision = self.engine.published_revision();
         let (groups, next) = self.engine.store().list_groups(after.as_deref(), limit).await?;
         Ok(Response::new(pb::ListGroupsResponse {
+            revision: revision.to_string(),
             groups: groups.into_iter().map(convert::group_to_pb).collect(),
             next_page_token: convert::next_page_token(next),
         }))
@@ -125,8 +131,10 @@ impl pb::admin_service_server::AdminService for AdminApi {
         let group = GroupId(convert::uuid("group_id", &request.group_id)?);
         let limit = convert::page_size("page_size", request.page_size)?;
         let after = convert::page_token("page_token", &request.page_token)?;
+        let revision = self.engine.published_revision();
         let (members, next) = self.engine.store().list_group_members(group, after.as_deref(), limit).await?;
         Ok(Response::new(pb::ListGroupMembersResponse {
+            revision: revision.to_string(),
             user_ids: members.into_iter().map(|id| id.to_string()).collect(),
             next_page_token: convert::next_page_token(next),
         }))
@@ -146,8 +154,10 @@ impl pb::admin_service_server::AdminService for AdminApi {
         };
         let limit = convert::page_size("page_size", request.page_size)?;
         let after = convert::page_token("page_token", &request.page_token)?;
+        let revision = self.engine.published_revision();
         let (grants, next) = self.engine.store().list_grants(filter, after.as_deref(), limit).await?;
         Ok(Response::new(pb::ListGrantsResponse {
+            revision: revision.to_string(),
             grants: grants.into_iter().map(convert::grant_to_pb).collect(),
             next_page_token: convert::next_page_token(next),
         }))
@@ -170,8 +180,10 @@ impl pb::admin_service_server::AdminService for AdminApi {
         };
         let limit = convert::page_size("page_size", request.page_size)?;
         let after = convert::page_token("page_token", &request.page_token)?;
+        let revision = self.engine.published_revision();
         let (reports, next) = self.engine.store().list_reports(site, after.as_deref(), limit).await?;
         Ok(Response::new(pb::ListReportsResponse {
+            revision: revision.to_string(),
             reports: reports.into_iter().map(convert::report_to_pb).collect(),
             next_page_token: convert::next_page_token(next),
         }))

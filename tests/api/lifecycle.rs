@@ -421,6 +421,24 @@ async fn a_batch_judged_on_a_stale_index_is_aborted_and_succeeds_when_retried(mu
     assert_eq!(*rebuilt.engine.index().unwrap(), *replica.engine.index().unwrap());
 }
 
+async fn list_answers_carry_a_revision_at_least_the_last_write(mut app: TestApp) {
+    let owner = app.new_owner().await;
+    let site = app.new_site().await;
+    let written = app.apply(None, vec![grant_user(&owner, &site, Level::View)]).await.revision;
+    let written: u64 = written.parse().unwrap();
+    let users = app.admin.list_users(pb::ListUsersRequest::default()).await.unwrap().into_inner();
+    let sites = app.admin.list_sites(pb::ListSitesRequest::default()).await.unwrap().into_inner();
+    let grants = pb::ListGrantsRequest {
+        filter: Some(pb::list_grants_request::Filter::SiteId(site.clone())),
+        ..Default::default()
+    };
+    let grants = app.admin.list_grants(grants).await.unwrap().into_inner();
+    for revision in [users.revision, sites.revision, grants.revision] {
+        assert!(revision.parse::<u64>().unwrap() >= written, "{revision} < {written}");
+    }
+    assert_eq!(grants.grants.len(), 1, "the grant of that revision is in the answer");
+}
+
 crate::backend_tests!(
     a_restarted_server_gives_every_answer_it_gave_before,
     a_batch_whose_last_mutation_is_refused_leaves_storage_and_index_as_they_were,
@@ -433,4 +451,5 @@ crate::backend_tests!(
     reflection_lists_the_services_on_v1_and_v1alpha,
     a_storage_fault_in_the_middle_of_a_commit_changes_neither_storage_nor_index,
     a_batch_judged_on_a_stale_index_is_aborted_and_succeeds_when_retried,
+    list_answers_carry_a_revision_at_least_the_last_write,
 );
