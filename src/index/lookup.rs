@@ -215,9 +215,9 @@ impl Index {
             paths.push(path(PathKind::AllSites, entry.grants.all_sites, None));
         }
         // Group paths in a stable order: site grants before all-sites grants,
-        // each by group id, so every call and every replica answers alike.
-        let groups: Vec<_> =
-            entry.groups.iter().sorted().filter_map(|id| self.groups.get(id).map(|group| (*id, group))).collect();
+        // each by group id (a user's groups are kept sorted), so every call
+        // and every replica answers alike.
+        let groups: Vec<_> = entry.groups.iter().filter_map(|id| self.groups.get(id).map(|group| (*id, group))).collect();
         for (id, group) in &groups {
             if let Some(level) = group.grants.sites.get(&site) {
                 paths.push(path(PathKind::Group(*id), *level, Some(&group.name)));

@@ -57,10 +57,10 @@ struct UserEntry {
     role: Role,
     created_at: Timestamp,
     email_key: Arc<str>,
-    groups: Set<GroupId>,
+    groups: SortedVec<GroupId>,
     grants: Grants,
     /// Reports this user authored (or inherited).
-    reports: Set<ReportId>,
+    reports: SortedVec<ReportId>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -68,7 +68,7 @@ struct SiteEntry {
     /// Subjects holding a grant on this site (their levels live with them),
     /// ordered so that lookups can page through users by id.
     grantees: imbl::OrdSet<Subject>,
-    reports: Set<ReportId>,
+    reports: SortedVec<ReportId>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -80,6 +80,40 @@ struct GroupEntry {
     /// Ordered so that lookups can page through members by id.
     members: imbl::OrdSet<UserId>,
     grants: Grants,
+}
+
+/// A small sorted set: a user's groups and reports, a site's reports. Far
+/// leaner than a persistent set for the few items these hold; entries are
+/// copied on write (`Arc::make_mut`), which a handful of ids makes cheap.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct SortedVec<T>(Vec<T>);
+
+impl<T> Default for SortedVec<T> {
+    fn default() -> Self {
+        SortedVec(Vec::new())
+    }
+}
+
+impl<T: Ord + Copy> SortedVec<T> {
+    fn insert(&mut self, item: T) {
+        if let Err(at) = self.0.binary_search(&item) {
+            self.0.insert(at, item);
+        }
+    }
+
+    fn remove(&mut self, item: &T) {
+        if let Ok(at) = self.0.binary_search(item) {
+            self.0.remove(at);
+        }
+    }
+
+    fn iter(&self) -> std::slice::Iter<'_, T> {
+        self.0.iter()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// The grants of one subject.
@@ -290,9 +324,9 @@ impl Index {
             role,
             created_at,
             email_key,
-            groups: Set::default(),
+            groups: SortedVec::default(),
             grants: Grants::default(),
-            reports: Set::default(),
+            reports: SortedVec::default(),
         };
         self.users.insert(id, Arc::new(entry));
     }
