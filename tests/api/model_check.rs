@@ -7,6 +7,13 @@
 //!   answer `allowed` and `effective_level` as the model does.
 //! - At checkpoints every check of the small universe is compared, and the
 //!   live index must equal one rebuilt from storage.
+//! - At the same checkpoints (and after each restart) the read side beyond
+//!   yes/no is compared too: LookupSites for every user and LookupUsers for
+//!   every site (unknown ids included), each walked to its end in small random
+//!   pages, and Explain for a random sample of (user, site) and (user, report)
+//!   pairs. At a case's end and after a restart the lookups are asked at every
+//!   least level; at the checkpoints in between, at one random least level per
+//!   user and site (a quarter of the walks, to keep a run under a minute).
 //! - Once per case the server restarts and must answer the same from storage alone.
 //!
 //! Ids come from a small fixed universe so that batches collide: they create
@@ -21,6 +28,7 @@
 //! more cases. A failure prints the batch history of its case and the model's state.
 
 use std::collections::BTreeMap;
+use std::fmt::Write;
 use std::time::Instant;
 
 use proptest::collection::vec;
@@ -39,7 +47,7 @@ use warden::store::Store;
 use crate::backend_tests;
 use crate::helpers::{
     ALL_ACTIONS, TestApp, create_group, create_report, create_site, create_user, delete_group, delete_report,
-    delete_site, delete_user, instance, rename_site, set_grant, set_role,
+    delete_site, delete_user, instance, lookup_sites_request, lookup_users_request, rename_site, set_grant, set_role,
 };
 use crate::reference::Reference;
 
@@ -51,6 +59,15 @@ const SAMPLED_CHECKS_PER_BATCH: usize = 24;
 /// Every this many batches: every check of the universe, and the live index
 /// against one rebuilt from storage.
 const CHECKPOINT_EVERY: usize = 20;
+/// The least levels the lookup sweeps ask for.
+const LOOKUP_MIN_LEVELS: [Level; 4] = [Level::View, Level::Edit, Level::EditPublish, Level::Manage];
+/// Lookups are walked in pages of 1 to this many entries (drawn per walk), so
+/// that paging is exercised on a universe of a few users and sites.
+const MAX_LOOKUP_PAGE_SIZE: u64 = 4;
+/// A walk that has not ended after this many pages is a failure (no loop forever).
+const MAX_LOOKUP_PAGES: usize = 64;
+/// Explain calls per sweep, for (user, site) pairs and again for (user, report) pairs.
+const SAMPLED_EXPLAINS_PER_SWEEP: usize = 8;
 
 const SEED_ENV: &str = "WARDEN_MODEL_SEED";
 const CASES_ENV: &str = "WARDEN_MODEL_CASES";
@@ -75,6 +92,7 @@ async fn random_batches_agree_with_the_reference_model(mut app: TestApp) {
         revision: String::new(),
         store: None,
         stats: Stats::default(),
+        rng: SplitMix64(seed),
     };
     for (number, case) in generate_cases(seed, cases).iter().enumerate() {
         run.start_case(&mut app, number, case).await;
@@ -86,11 +104,12 @@ async fn random_batches_agree_with_the_reference_model(mut app: TestApp) {
                 app = app.restart().await;
                 run.stats.restarts += 1;
                 run.history.push("-- server restarted".to_string());
-                run.compare_checks(&mut app, &every_check()).await;
+                run.compare_everything(&mut app, Sweep::Full).await;
             }
-            if (position + 1) % CHECKPOINT_EVERY == 0 || position + 1 == case.batches.len() {
+            let case_end = position + 1 == case.batches.len();
+            if (position + 1) % CHECKPOINT_EVERY == 0 || case_end {
                 run.compare_index_with_rebuilt(&app).await;
-                run.compare_checks(&mut app, &every_check()).await;
+                run.compare_everything(&mut app, if case_end { Sweep::Full } else { Sweep::Sampled }).await;
             }
         }
     }
@@ -98,11 +117,15 @@ async fn random_batches_agree_with_the_reference_model(mut app: TestApp) {
     let stats = &run.stats;
     let covered: Vec<String> = stats.mutations_accepted.iter().map(|(what, n)| format!("{what} {n}")).collect();
     eprintln!(
-        "model check on {}: {cases} cases, {} batches accepted, {} refused, {} checks, {} index rebuilds, {} restarts in {:.1?}\n  accepted mutations: {}",
+        "model check on {}: {cases} cases, {} batches accepted, {} refused, {} checks, {} lookup walks in {} pages, {} explains (lookups took {:.1?}), {} index rebuilds, {} restarts in {:.1?}\n  accepted mutations: {}",
         run.backend,
         stats.batches_accepted,
         stats.batches_refused,
         stats.checks,
+        stats.lookup_walks,
+        stats.lookup_pages,
+        stats.explains,
+        stats.lookup_time,
         stats.index_rebuilds,
         stats.restarts,
         started.elapsed(),
@@ -117,6 +140,12 @@ struct Stats {
     /// Accepted mutations by kind and actor: shows what the run covered.
     mutations_accepted: BTreeMap<String, usize>,
     checks: usize,
+    /// LookupSites and LookupUsers walked to their end, and the pages they took.
+    lookup_walks: usize,
+    lookup_pages: usize,
+    explains: usize,
+    /// Time spent in the lookup sweeps.
+    lookup_time: std::time::Duration,
     index_rebuilds: usize,
     restarts: usize,
 }
@@ -136,6 +165,8 @@ struct ModelCheck {
     /// A second connection to the server's storage, for rebuilding the index.
     store: Option<Store>,
     stats: Stats,
+    /// Draws lookup page sizes and Explain samples; seeded, so runs replay.
+    rng: SplitMix64,
 }
 
 impl ModelCheck {
@@ -257,6 +288,185 @@ impl ModelCheck {
         }
     }
 
+    /// The sweep of a checkpoint: every check of the universe, then the lookups.
+    async fn compare_everything(&mut self, app: &mut TestApp, sweep: Sweep) {
+        self.compare_checks(app, &every_check()).await;
+        self.compare_lookups(app, sweep).await;
+    }
+
+    /// The least levels one user's or site's lookups are asked at in a sweep.
+    fn min_levels(&mut self, sweep: Sweep) -> Vec<Level> {
+        match sweep {
+            Sweep::Full => LOOKUP_MIN_LEVELS.to_vec(),
+            Sweep::Sampled => vec![LOOKUP_MIN_LEVELS[self.rng.below(LOOKUP_MIN_LEVELS.len() as u64) as usize]],
+        }
+    }
+
+    /// LookupSites for every user and LookupUsers for every site of the
+    /// universe (unknown ones included), all pages concatenated, and Explain
+    /// on a sample of pairs: each must answer exactly what the model does.
+    /// Every divergence is listed before failing.
+    async fn compare_lookups(&mut self, app: &mut TestApp, sweep: Sweep) {
+        let started = Instant::now();
+        let mut mismatches = Vec::new();
+        for user in slots(Kind::User) {
+            for min_level in self.min_levels(sweep) {
+                let page_size = self.page_size();
+                let answered = self.walk_lookup_sites(app, &user, min_level, page_size).await;
+                let expected = self.reference.lookup_sites(&user, min_level);
+                if answered != expected {
+                    mismatches.push(diverged(
+                        format!("LookupSites({}, min {min_level:?}, page size {page_size})", label(&user)),
+                        &answered.iter().map(describe_site_access).collect::<Vec<_>>(),
+                        &expected.iter().map(describe_site_access).collect::<Vec<_>>(),
+                    ));
+                }
+            }
+        }
+        for site in slots(Kind::Site) {
+            for min_level in self.min_levels(sweep) {
+                let page_size = self.page_size();
+                let answered = self.walk_lookup_users(app, &site, min_level, page_size).await;
+                let expected = self.reference.lookup_users(&site, min_level);
+                if answered != expected {
+                    mismatches.push(diverged(
+                        format!("LookupUsers({}, min {min_level:?}, page size {page_size})", label(&site)),
+                        &answered.iter().map(describe_user_access).collect::<Vec<_>>(),
+                        &expected.iter().map(describe_user_access).collect::<Vec<_>>(),
+                    ));
+                }
+            }
+        }
+        let users = slots(Kind::User).count() as u64;
+        for kind in [Kind::Site, Kind::Report] {
+            for _ in 0..SAMPLED_EXPLAINS_PER_SWEEP {
+                let user = Kind::User.id(self.rng.below(users) as u8);
+                let slot = self.rng.below(u64::from(kind.count()) + 1) as u8;
+                let resource = match kind {
+                    Kind::Report => Resource::ReportId(Kind::Report.id(slot)),
+                    _ => Resource::SiteId(Kind::Site.id(slot)),
+                };
+                let answered = self.explain(app, &user, &resource).await;
+                let expected = self.reference.explain(&user, &resource);
+                if answered != expected {
+                    mismatches.push(diverged(
+                        format!("Explain({}, {})", label(&user), describe_explained(&resource)),
+                        &describe_explanation(&answered),
+                        &describe_explanation(&expected),
+                    ));
+                }
+            }
+        }
+        self.stats.lookup_time += started.elapsed();
+        if !mismatches.is_empty() {
+            self.fail(format!(
+                "{} lookups answer otherwise than the model:\n{}",
+                mismatches.len(),
+                mismatches.join("\n")
+            ));
+        }
+    }
+
+    /// A page size for one walk: 1 to `MAX_LOOKUP_PAGE_SIZE`.
+    fn page_size(&mut self) -> i32 {
+        1 + self.rng.below(MAX_LOOKUP_PAGE_SIZE) as i32
+    }
+
+    /// Every site `user` reaches at `min_level` or more, the pages of
+    /// `page_size` concatenated. A failed call, an oversized page or a walk
+    /// that does not end fails the test.
+    async fn walk_lookup_sites(
+        &mut self,
+        app: &mut TestApp,
+        user: &str,
+        min_level: Level,
+        page_size: i32,
+    ) -> Vec<pb::SiteAccess> {
+        let what = format!("LookupSites({}, min {min_level:?}, page size {page_size})", label(user));
+        let (mut sites, mut token) = (Vec::new(), String::new());
+        for page_number in 0..MAX_LOOKUP_PAGES {
+            let request = pb::LookupSitesRequest {
+                at_least_revision: self.revision.clone(),
+                ..lookup_sites_request(user, min_level, page_size, &token)
+            };
+            let page = match app.check.lookup_sites(request).await {
+                Ok(response) => response.into_inner(),
+                Err(status) => self.fail(format!("{what} failed on page {page_number}: {status:?}")),
+            };
+            self.stats.lookup_pages += 1;
+            if page.sites.len() > page_size as usize {
+                let shown: Vec<String> = page.sites.iter().map(describe_site_access).collect();
+                self.fail(format!("{what}: page {page_number} has {} sites: [{}]", page.sites.len(), shown.join(", ")));
+            }
+            sites.extend(page.sites);
+            if page.next_page_token.is_empty() {
+                self.stats.lookup_walks += 1;
+                return sites;
+            }
+            token = page.next_page_token;
+        }
+        self.fail(format!("{what}: still a next page after {MAX_LOOKUP_PAGES} pages"))
+    }
+
+    /// Every user who reaches `site` at `min_level` or more, with their paths,
+    /// the pages of `page_size` concatenated; fails like `walk_lookup_sites`.
+    async fn walk_lookup_users(
+        &mut self,
+        app: &mut TestApp,
+        site: &str,
+        min_level: Level,
+        page_size: i32,
+    ) -> Vec<pb::UserAccess> {
+        let what = format!("LookupUsers({}, min {min_level:?}, page size {page_size})", label(site));
+        let (mut users, mut token) = (Vec::new(), String::new());
+        for page_number in 0..MAX_LOOKUP_PAGES {
+            let request = pb::LookupUsersRequest {
+                at_least_revision: self.revision.clone(),
+                ..lookup_users_request(site, min_level, page_size, &token)
+            };
+            let page = match app.check.lookup_users(request).await {
+                Ok(response) => response.into_inner(),
+                Err(status) => self.fail(format!("{what} failed on page {page_number}: {status:?}")),
+            };
+            self.stats.lookup_pages += 1;
+            if page.users.len() > page_size as usize {
+                let shown: Vec<String> = page.users.iter().map(describe_user_access).collect();
+                self.fail(format!("{what}: page {page_number} has {} users: [{}]", page.users.len(), shown.join("; ")));
+            }
+            users.extend(page.users);
+            if page.next_page_token.is_empty() {
+                self.stats.lookup_walks += 1;
+                return users;
+            }
+            token = page.next_page_token;
+        }
+        self.fail(format!("{what}: still a next page after {MAX_LOOKUP_PAGES} pages"))
+    }
+
+    /// Explain, made comparable with the model's: the revision cleared and
+    /// the free-text reason, once seen to be there, cleared too.
+    async fn explain(&mut self, app: &mut TestApp, user: &str, resource: &Resource) -> pb::ExplainResponse {
+        let request = pb::ExplainRequest {
+            user_id: user.to_string(),
+            resource: Some(pb::Resource { kind: Some(resource.clone()) }),
+            at_least_revision: self.revision.clone(),
+        };
+        let what = format!("Explain({}, {})", label(user), describe_explained(resource));
+        let mut answer = match app.check.explain(request).await {
+            Ok(response) => response.into_inner(),
+            Err(status) => self.fail(format!("{what} failed: {status:?}")),
+        };
+        self.stats.explains += 1;
+        answer.revision.clear();
+        if let Some(report) = &mut answer.report {
+            if report.reason.trim().is_empty() {
+                self.fail(format!("{what}: the report access gives no reason: {report:?}"));
+            }
+            report.reason.clear();
+        }
+        answer
+    }
+
     /// The index warden built by applying batches must equal the one built
     /// from storage alone.
     async fn compare_index_with_rebuilt(&mut self, app: &TestApp) {
@@ -288,6 +498,33 @@ impl ModelCheck {
             history = self.history.join("\n  "),
             state = self.reference.summary(label),
         )
+    }
+}
+
+/// How much of the lookups a sweep asks.
+#[derive(Clone, Copy, Debug)]
+enum Sweep {
+    /// Every user and site at every least level.
+    Full,
+    /// Every user and site at one random least level each.
+    Sampled,
+}
+
+/// A small seeded generator (SplitMix64) for the sweeps' page sizes and samples.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number below `n` (n > 0).
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
     }
 }
 
@@ -754,10 +991,14 @@ fn check_request(user: &str, resource: Resource, action: Action) -> pb::CheckReq
     }
 }
 
+/// Every id of a kind in the universe, the unknown one last.
+fn slots(kind: Kind) -> impl Iterator<Item = String> {
+    (0..=kind.count()).map(move |slot| kind.id(slot))
+}
+
 /// Every check of the universe: each user (and the unknown one) × each site,
 /// report (and the unknown ones) and the instance × each action.
 fn every_check() -> Vec<pb::CheckRequest> {
-    let slots = |kind: Kind| (0..=kind.count()).map(move |slot| kind.id(slot));
     let resources: Vec<Resource> = slots(Kind::Site)
         .map(Resource::SiteId)
         .chain(slots(Kind::Report).map(Resource::ReportId))
@@ -881,4 +1122,79 @@ fn describe_resource(resource: &Resource) -> String {
         Resource::SiteId(id) | Resource::ReportId(id) => label(id),
         Resource::Instance(_) => "the instance".into(),
     }
+}
+
+// Describing lookups and explanations, ids as labels.
+
+fn describe_level(level: i32) -> String {
+    Level::try_from(level).map_or_else(|_| format!("level {level}"), |l| format!("{l:?}"))
+}
+
+fn describe_site_access(access: &pb::SiteAccess) -> String {
+    format!("{} {}", label(&access.site_id), describe_level(access.level))
+}
+
+/// `Group g1 "group g1" EDIT wins`.
+fn describe_path(path: &pb::AccessPath) -> String {
+    let kind = pb::PathKind::try_from(path.kind).map_or_else(|_| format!("kind {}", path.kind), |k| format!("{k:?}"));
+    let mut out = kind;
+    if !path.group_id.is_empty() || !path.group_name.is_empty() {
+        let _ = write!(out, " {} {:?}", label(&path.group_id), path.group_name);
+    }
+    let _ = write!(out, " {}", describe_level(path.level));
+    if path.wins {
+        out.push_str(" wins");
+    }
+    out
+}
+
+fn describe_paths(paths: &[pb::AccessPath]) -> String {
+    format!("[{}]", paths.iter().map(describe_path).collect::<Vec<_>>().join(", "))
+}
+
+fn describe_user_access(access: &pb::UserAccess) -> String {
+    format!("{} {} {}", label(&access.user_id), describe_level(access.level), describe_paths(&access.paths))
+}
+
+fn describe_explained(resource: &Resource) -> String {
+    match resource {
+        Resource::SiteId(id) => format!("site {}", label(id)),
+        Resource::ReportId(id) => format!("report {}", label(id)),
+        Resource::Instance(_) => "the instance".into(),
+    }
+}
+
+/// An Explain answer in a few lines (revision and reason left out).
+fn describe_explanation(answer: &pb::ExplainResponse) -> Vec<String> {
+    let site = if answer.site_id.is_empty() { "none".into() } else { label(&answer.site_id) };
+    let mut lines = vec![
+        format!("level {}", describe_level(answer.effective_level)),
+        format!("site {site}"),
+        format!("paths {}", describe_paths(&answer.paths)),
+    ];
+    lines.push(match &answer.report {
+        None => "report access: none".into(),
+        Some(r) => format!("report access: view {} edit {} delete {}", r.can_view, r.can_edit, r.can_delete),
+    });
+    lines
+}
+
+/// Both sides of a divergence, entry by entry: `≠` marks an entry the other
+/// side does not have; equal entries in another order are said so.
+fn diverged(what: String, warden: &[String], model: &[String]) -> String {
+    let side = |entries: &[String], other: &[String]| -> String {
+        if entries.is_empty() {
+            return "      (nothing)".into();
+        }
+        let lines = entries.iter().map(|entry| {
+            let mark = if other.contains(entry) { ' ' } else { '≠' };
+            format!("    {mark} {entry}")
+        });
+        lines.collect::<Vec<_>>().join("\n")
+    };
+    let (mut sorted_warden, mut sorted_model) = (warden.to_vec(), model.to_vec());
+    sorted_warden.sort();
+    sorted_model.sort();
+    let note = if sorted_warden == sorted_model { " (the same entries in another order)" } else { "" };
+    format!("  {what} diverged{note}:\n    warden:\n{}\n    model:\n{}", side(warden, model), side(model, warden))
 }

@@ -42,6 +42,8 @@ struct User {
 
 #[derive(Clone, Debug)]
 struct Group {
+    /// The name as created: lookups and explanations show it.
+    name: String,
     /// Group names are unique case-insensitively.
     name_key: String,
     members: BTreeSet<String>,
@@ -205,6 +207,130 @@ impl Reference {
             .filter(|(id, user)| user.role == Role::Owner && id.as_str() != except)
             .min_by_key(|(id, user)| (user.created_in_batch, id.as_str()))
             .map(|(id, _)| id.clone())
+    }
+}
+
+// Lookups and explanations (check.proto): plain scans over the whole model.
+impl Reference {
+    /// The sites where `user`'s effective level is at least `min_level`, by
+    /// site id, each with that level. An unknown user reaches no site.
+    pub fn lookup_sites(&self, user: &str, min_level: Level) -> Vec<pb::SiteAccess> {
+        let mut sites = Vec::new();
+        for site in &self.sites {
+            let level = self.effective_level(user, site);
+            if level >= min_level {
+                sites.push(pb::SiteAccess { site_id: site.clone(), level: level as i32 });
+            }
+        }
+        sites
+    }
+
+    /// The users whose effective level on `site` is at least `min_level`, by
+    /// user id, each with that level and every path giving them a level
+    /// there. An unknown site is reached by nobody.
+    pub fn lookup_users(&self, site: &str, min_level: Level) -> Vec<pb::UserAccess> {
+        let mut users = Vec::new();
+        for user in self.users.keys() {
+            let (level, paths) = self.paths(user, site);
+            if level >= min_level {
+                users.push(pb::UserAccess { user_id: user.clone(), level: level as i32, paths });
+            }
+        }
+        users
+    }
+
+    /// Every path from `user` to `site`, in the order of `PathKind`: OWNER
+    /// (MANAGE), DIRECT (the user's grant on the site), ALL_SITES (the
+    /// user's all-sites grant), GROUP for each of the user's groups with a
+    /// grant on the site, then GROUP_ALL_SITES for each of the user's groups
+    /// with an all-sites grant, groups by id. The first path at the effective
+    /// level wins. Unknown users and sites have no paths and no access.
+    pub fn paths(&self, user: &str, site: &str) -> (Level, Vec<pb::AccessPath>) {
+        if !self.users.contains_key(user) || !self.sites.contains(site) {
+            return (Level::NoAccess, Vec::new());
+        }
+        let path = |kind: pb::PathKind, level: Level, group: Option<(&String, &Group)>| pb::AccessPath {
+            kind: kind as i32,
+            level: level as i32,
+            group_id: group.map(|(id, _)| id.clone()).unwrap_or_default(),
+            group_name: group.map(|(_, g)| g.name.clone()).unwrap_or_default(),
+            wins: false,
+        };
+        let grant = |subject: Subject, target: Target| self.grants.get(&(subject, target)).copied();
+        let on_site = || Target::Site(site.to_string());
+        let me = || Subject::User(user.to_string());
+
+        let mut paths = Vec::new();
+        if self.is_owner(user) {
+            paths.push(path(pb::PathKind::Owner, Level::Manage, None));
+        }
+        if let Some(level) = grant(me(), on_site()) {
+            paths.push(path(pb::PathKind::Direct, level, None));
+        }
+        if let Some(level) = grant(me(), Target::AllSites) {
+            paths.push(path(pb::PathKind::AllSites, level, None));
+        }
+        // `groups` is ordered by id.
+        let my_groups: Vec<(&String, &Group)> = self.groups.iter().filter(|(_, g)| g.members.contains(user)).collect();
+        for &(id, group) in &my_groups {
+            if let Some(level) = grant(Subject::Group(id.clone()), on_site()) {
+                paths.push(path(pb::PathKind::Group, level, Some((id, group))));
+            }
+        }
+        for &(id, group) in &my_groups {
+            if let Some(level) = grant(Subject::Group(id.clone()), Target::AllSites) {
+                paths.push(path(pb::PathKind::GroupAllSites, level, Some((id, group))));
+            }
+        }
+
+        let level = self.effective_level(user, site);
+        let best = paths.iter().map(|p| p.level).max().unwrap_or(Level::NoAccess as i32);
+        assert_eq!(best, level as i32, "the reference model's paths disagree with its own effective level");
+        if let Some(winner) = paths.iter_mut().find(|p| p.level == level as i32) {
+            winner.wins = true;
+        }
+        (level, paths)
+    }
+
+    /// What Explain answers (its `revision` left empty). For a site: the
+    /// paths and level, and the site id when the site exists. For a report:
+    /// the same on the report's site, and what the user may do with the
+    /// report exactly as `allowed` decides it (the `reason` is free text and
+    /// left empty). An unknown report has no paths, no site, no report access.
+    ///
+    /// `site_id` is "the site the paths lead to (for a report: its site);
+    /// empty if none" (check.proto): the model reads "none" as "no such
+    /// site", so an unknown *user* on a known site or report still gets the
+    /// site id (with no paths and NO_ACCESS), as a known user without access does.
+    pub fn explain(&self, user: &str, resource: &Resource) -> pb::ExplainResponse {
+        let on_site = |site: &str| {
+            let (level, paths) = self.paths(user, site);
+            pb::ExplainResponse {
+                effective_level: level as i32,
+                paths,
+                site_id: if self.sites.contains(site) { site.to_string() } else { String::new() },
+                ..Default::default()
+            }
+        };
+        match resource {
+            Resource::SiteId(site) => on_site(site),
+            Resource::ReportId(report_id) => {
+                let Some(report) = self.reports.get(report_id) else {
+                    return pb::ExplainResponse { effective_level: Level::NoAccess as i32, ..Default::default() };
+                };
+                let may = |action| self.allowed(user, resource, action);
+                pb::ExplainResponse {
+                    report: Some(pb::ReportAccess {
+                        can_view: may(Action::View),
+                        can_edit: may(Action::Edit),
+                        can_delete: may(Action::Delete),
+                        reason: String::new(),
+                    }),
+                    ..on_site(&report.site)
+                }
+            }
+            Resource::Instance(_) => panic!("the model check does not explain the instance"),
+        }
     }
 }
 
@@ -456,7 +582,7 @@ impl Reference {
         if self.groups.values().any(|g| g.name_key == name_key) {
             return Err(Refusal::new(Code::AlreadyExists, format!("group name `{}`", m.name)));
         }
-        self.groups.insert(m.id.clone(), Group { name_key, members: BTreeSet::new() });
+        self.groups.insert(m.id.clone(), Group { name: m.name.clone(), name_key, members: BTreeSet::new() });
         Ok(())
     }
 
