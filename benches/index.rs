@@ -4,7 +4,10 @@
 //! - `check/<size>/handler` and `check_batch/<size>/100`: the CheckService
 //!   handlers (proto parsing, decisions, proto answers) without the transport;
 //! - `lookup_sites/<size>/{agency_first_1000,typical_user}`: `Index::lookup_sites`;
-//! - `build/<size>`: `Index::from_snapshot`, the CPU part of a cold start.
+//! - `build/<size>`: `Index::from_snapshot`, the CPU part of a cold start;
+//! - `mutate/<size>/{single_grant,batch_100k_grants}`: `Engine::mutate` (judge,
+//!   commit to a SQLite file, publish) without the transport, whose default
+//!   4 MiB message limit a 100k-grant batch exceeds.
 //!
 //! `cargo bench --bench index` runs S and M; `WARDEN_BENCH_SIZES=S,M,XL` adds XL
 //! (several GB of memory and minutes of set-up). Filter as usual:
@@ -22,9 +25,9 @@ use std::time::{Duration, Instant};
 use criterion::{BatchSize, Criterion, Throughput};
 use tonic::Request;
 use warden::dataset::{CheckSample, Dataset, DatasetSize};
-use warden::engine::Engine;
+use warden::engine::{Engine, MutateCommand};
 use warden::index::Index;
-use warden::model::Level;
+use warden::model::{Grant, Level, Mutation, Subject, Target};
 use warden::pb;
 use warden::pb::check_service_server::CheckService;
 use warden::service::CheckApi;
@@ -204,8 +207,72 @@ fn bench_build(criterion: &mut Criterion, fixture: &Fixture) {
     group.finish();
 }
 
+/// Grants of non-owner users on sites, `count` distinct (user, site) pairs from `start`.
+fn grant_mutations(dataset: &Dataset, start: usize, count: usize, level: Level) -> Vec<Mutation> {
+    let users = &dataset.snapshot.users[dataset.shape.owners as usize..];
+    let sites = &dataset.snapshot.sites;
+    (start..start + count)
+        .map(|n| {
+            let (user, site) = (&users[n % users.len()], &sites[(n / users.len()) % sites.len()]);
+            Mutation::SetGrant(Grant { subject: Subject::User(user.id), target: Target::Site(site.id), level })
+        })
+        .collect()
+}
+
+fn bench_mutate(criterion: &mut Criterion, fixture: &Fixture) {
+    let engine = OnceCell::new();
+    let setup = || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("warden.db").display());
+        let engine = runtime.block_on(async {
+            let store = Store::connect(&url).await.expect("store");
+            store.migrate().await.expect("migrate");
+            store.import_dataset(&fixture.dataset().snapshot, |_| {}).await.expect("import");
+            let engine = Engine::new(store, 1_000_000);
+            engine.load().await.expect("load");
+            engine
+        });
+        (runtime, engine, dir)
+    };
+    let mut group = criterion.benchmark_group(format!("mutate/{}", fixture.size));
+    group.throughput(Throughput::Elements(1));
+    let mut round = 0;
+    group.bench_function("single_grant", |b| {
+        let (runtime, engine, _dir) = engine.get_or_init(setup);
+        b.iter_batched(
+            || {
+                round += 1;
+                let level = if round % 2 == 0 { Level::View } else { Level::Edit };
+                MutateCommand {
+                    mutations: grant_mutations(fixture.dataset(), round % 50_000, 1, level),
+                    ..Default::default()
+                }
+            },
+            |command| runtime.block_on(engine.mutate(command)).expect("mutate"),
+            BatchSize::SmallInput,
+        );
+    });
+    group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(30));
+    group.throughput(Throughput::Elements(100_000));
+    group.bench_function("batch_100k_grants", |b| {
+        let (runtime, engine, _dir) = engine.get_or_init(setup);
+        b.iter_batched(
+            || {
+                round += 1;
+                // Alternating levels, so that every batch changes every row.
+                let level = if round % 2 == 0 { Level::View } else { Level::Edit };
+                MutateCommand { mutations: grant_mutations(fixture.dataset(), 0, 100_000, level), ..Default::default() }
+            },
+            |command| runtime.block_on(engine.mutate(command)).expect("mutate"),
+            BatchSize::PerIteration,
+        );
+    });
+    group.finish();
+}
+
 /// The sizes named in `WARDEN_BENCH_SIZES` (comma-separated: `S,M,XL`); S and M by default.
-pub fn sizes_from_env() -> Vec<DatasetSize> {
+fn sizes_from_env() -> Vec<DatasetSize> {
     let raw = std::env::var("WARDEN_BENCH_SIZES").unwrap_or_else(|_| "S,M".to_owned());
     raw.split(',')
         .filter(|s| !s.trim().is_empty())
@@ -221,6 +288,7 @@ fn main() {
         bench_lookup_sites(&mut criterion, &fixture);
         bench_handlers(&mut criterion, &fixture);
         bench_build(&mut criterion, &fixture);
+        bench_mutate(&mut criterion, &fixture);
     }
     criterion.final_summary();
 }

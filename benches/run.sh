@@ -5,7 +5,7 @@
 # bounded in time.
 #
 #   benches/run.sh import SIZE [sqlite|postgres]   generate and import a dataset
-#   benches/run.sh load SIZE [SECONDS]             Check/CheckBatch vs no-op, concurrency 16 and 64
+#   benches/run.sh load SIZE [SECONDS] [BACKEND]   Check/CheckBatch vs no-op, concurrency 16 and 64
 #   benches/run.sh coldstart SIZE [sqlite|postgres] time from start to SERVING, and RSS
 #   benches/run.sh writes                          single-grant Mutate calls/s and a 100k-grant batch (SQLite, S)
 #
@@ -76,10 +76,10 @@ loadgen() {
     taskset -c 1 cargo bench --bench loadgen -q -- "$@"
 }
 
-cmd_load() { # size [seconds]
+cmd_load() { # size [seconds] [backend]
     local size=$1 seconds=${2:-10}
     build
-    start_server "$size" sqlite
+    start_server "$size" "${3:-sqlite}"
     trap stop_server EXIT
     for concurrency in 16 64; do
         for rpc in noop check noop-batch check-batch; do
@@ -128,7 +128,7 @@ cmd_writes() {
 
 case "${1:-}" in
     import) cmd_import "${2:?size}" "${3:-sqlite}" ;;
-    load) cmd_load "${2:?size}" "${3:-10}" ;;
+    load) cmd_load "${2:?size}" "${3:-10}" "${4:-sqlite}" ;;
     coldstart) cmd_coldstart "${2:?size}" "${3:-sqlite}" ;;
     writes) cmd_writes ;;
     *) sed -n '2,14p' "$0"; exit 2 ;;

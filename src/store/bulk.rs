@@ -267,8 +267,14 @@ mod tests {
             level: Level::View,
         };
         let changes = [Change::GrantSet { grant }];
-        let commit =
-            Commit { changes: &changes, actor: None, ids: &[], idempotency_key: None, committed_at: Timestamp(1), judged_at: None };
+        let commit = Commit {
+            changes: &changes,
+            actor: None,
+            ids: &[],
+            idempotency_key: None,
+            committed_at: Timestamp(1),
+            judged_at: None,
+        };
         assert_eq!(store.commit(commit).await.expect("commit"), 2);
     }
 
@@ -278,8 +284,14 @@ mod tests {
         let grant =
             Grant { subject: Subject::User(UserId(uuid::Uuid::nil())), target: Target::AllSites, level: Level::View };
         let changes = [Change::GrantSet { grant }];
-        let commit =
-            Commit { changes: &changes, actor: None, ids: &[], idempotency_key: None, committed_at: Timestamp(1), judged_at: None };
+        let commit = Commit {
+            changes: &changes,
+            actor: None,
+            ids: &[],
+            idempotency_key: None,
+            committed_at: Timestamp(1),
+            judged_at: None,
+        };
         store.commit(commit).await.expect("commit");
         let dataset = Dataset::generate(Shape::with_users(100), 4);
         let refused = store.import_dataset(&dataset.snapshot, |_| {}).await;
