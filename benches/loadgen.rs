@@ -71,7 +71,7 @@ enum Sub {
 #[derive(Args)]
 struct RunArgs {
     /// Address of warden (or of a `serve-noop`). Without it, `--rpc noop*`
-    /// starts its own no-op server and other calls only print this help.
+    /// starts its own no-op server, and other calls only print a note and exit.
     #[arg(long)]
     addr: Option<SocketAddr>,
     #[arg(long, value_enum, default_value = "check")]

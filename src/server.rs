@@ -29,6 +29,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Pause between attempts to load the index while storage is unreachable.
 const LOAD_RETRY: Duration = Duration::from_secs(2);
 
+/// Largest request AdminService accepts: a Mutate of 100,000 mutations is
+/// about 8 MiB, twice tonic's default limit of 4 MiB.
+const MAX_MUTATE_MESSAGE: usize = 64 * 1024 * 1024;
+
 /// Health is reported for the whole server ("") and for each warden service.
 const HEALTH_SERVICES: [&str; 4] = ["", "warden.v1.CheckService", "warden.v1.AdminService", "warden.v1.WatchService"];
 
@@ -98,7 +102,10 @@ impl Application {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(CheckServiceServer::new(CheckApi::new(self.engine.clone())))
-            .add_service(AdminServiceServer::new(AdminApi::new(self.engine.clone())))
+            .add_service(
+                AdminServiceServer::new(AdminApi::new(self.engine.clone()))
+                    .max_decoding_message_size(MAX_MUTATE_MESSAGE),
+            )
             .add_service(WatchServiceServer::new(WatchApi::new(self.engine.clone())))
             .serve_with_incoming_shutdown(self.incoming, graceful);
         tokio::pin!(server);
