@@ -132,13 +132,14 @@ impl Engine {
         }
         let current = self.index()?;
         if let Some(expected) = command.expected_revision
-            && expected != current.revision() {
-                return Err(ModelError::FailedPrecondition(format!(
-                    "`expected_revision` is {expected} but the latest revision is {}",
-                    current.revision()
-                ))
-                .into());
-            }
+            && expected != current.revision()
+        {
+            return Err(ModelError::FailedPrecondition(format!(
+                "`expected_revision` is {expected} but the latest revision is {}",
+                current.revision()
+            ))
+            .into());
+        }
         let judged_on = current.clone();
         let mutations = command.mutations;
         let actor = command.actor;

@@ -107,7 +107,8 @@ impl Index {
     ) -> (Vec<UserAccess>, bool) {
         let Some(site_entry) = self.sites.get(&site) else { return (Vec::new(), false) };
         let from = after.map_or(Bound::Unbounded, Bound::Excluded);
-        let owners: Vec<UserId> = self.owners.iter().map(|(_, id)| *id).filter(|id| after < Some(*id)).sorted().collect();
+        let owners: Vec<UserId> =
+            self.owners.iter().map(|(_, id)| *id).filter(|id| after < Some(*id)).sorted().collect();
         let direct = site_entry.grantees.iter().filter_map(|s| match s {
             Subject::User(id) if after < Some(*id) => Some(*id),
             _ => None,
@@ -156,7 +157,12 @@ impl Index {
                     .then_some(AccessPath { kind: PathKind::Owner, level: Level::Manage, group_name: None, wins: true })
                     .into_iter()
                     .collect();
-                Explanation { site: None, level: if owner { Level::Manage } else { Level::NoAccess }, paths, report: None }
+                Explanation {
+                    site: None,
+                    level: if owner { Level::Manage } else { Level::NoAccess },
+                    paths,
+                    report: None,
+                }
             }
         }
     }
@@ -178,9 +184,7 @@ impl Index {
             (Visibility::AllUsers, _) if level >= Level::Edit => {
                 format!("shared report; the user has {level:?} on its site (EDIT or more edits and deletes)")
             }
-            (Visibility::AllUsers, _) if level >= Level::View => {
-                "shared report; the user has VIEW on its site".into()
-            }
+            (Visibility::AllUsers, _) if level >= Level::View => "shared report; the user has VIEW on its site".into(),
             (Visibility::AllUsers, _) => "shared report, but the user has no VIEW on its site".into(),
         };
         let access = ReportAccess {
@@ -217,7 +221,8 @@ impl Index {
         // Group paths in a stable order: site grants before all-sites grants,
         // each by group id (a user's groups are kept sorted), so every call
         // and every replica answers alike.
-        let groups: Vec<_> = entry.groups.iter().filter_map(|id| self.groups.get(id).map(|group| (*id, group))).collect();
+        let groups: Vec<_> =
+            entry.groups.iter().filter_map(|id| self.groups.get(id).map(|group| (*id, group))).collect();
         for (id, group) in &groups {
             if let Some(level) = group.grants.sites.get(&site) {
                 paths.push(path(PathKind::Group(*id), *level, Some(&group.name)));

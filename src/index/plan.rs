@@ -5,8 +5,8 @@ use uuid::Uuid;
 
 use super::Index;
 use crate::model::{
-    Action, Change, Grant, Group, GroupId, Level, ModelError, Mutation, NewGroup, NewReport, NewSite, NewUser,
-    Report, ReportId, Resource, Revision, Site, SiteId, Subject, Target, Timestamp, User, UserId, UserPatch, UserUpdate,
+    Action, Change, Grant, Group, GroupId, Level, ModelError, Mutation, NewGroup, NewReport, NewSite, NewUser, Report,
+    ReportId, Resource, Revision, Site, SiteId, Subject, Target, Timestamp, User, UserId, UserPatch, UserUpdate,
     validate,
 };
 
@@ -38,9 +38,10 @@ impl Index {
     /// on error the batch leaves no trace.
     pub fn plan(&self, actor: Option<UserId>, mutations: &[Mutation], now: Timestamp) -> Result<Plan, ModelError> {
         if let Some(actor) = actor
-            && !self.users.contains_key(&actor) {
-                return Err(ModelError::denied(format!("`actor_user_id`: unknown user `{actor}`")));
-            }
+            && !self.users.contains_key(&actor)
+        {
+            return Err(ModelError::denied(format!("`actor_user_id`: unknown user `{actor}`")));
+        }
         let mut draft = Draft { index: self.clone(), changes: Vec::new(), actor, now };
         let mut ids = Vec::with_capacity(mutations.len());
         for (position, mutation) in mutations.iter().enumerate() {
@@ -80,9 +81,9 @@ impl Draft {
             }
             Mutation::DeleteSite(site_id) => self.delete_site(*site_id).map(|()| Some(site_id.to_string())),
             Mutation::CreateGroup(new) => self.create_group(new).map(|id| Some(id.to_string())),
-            Mutation::UpdateGroup { group_id, name, description, external_id } => self
-                .update_group(*group_id, name, description, external_id)
-                .map(|()| Some(group_id.to_string())),
+            Mutation::UpdateGroup { group_id, name, description, external_id } => {
+                self.update_group(*group_id, name, description, external_id).map(|()| Some(group_id.to_string()))
+            }
             Mutation::DeleteGroup(group_id) => self.delete_group(*group_id).map(|()| Some(group_id.to_string())),
             Mutation::AddGroupMembers { group_id, user_ids } => {
                 self.change_members(*group_id, user_ids, true).map(|()| None)
@@ -247,16 +248,21 @@ impl Draft {
         }
         if !entry.reports.is_empty() {
             // Reports pass to the deleting owner, or else to the oldest other owner.
-            let heir = self.actor.or_else(|| {
-                self.index.owners.iter().map(|(_, owner)| *owner).find(|owner| *owner != user_id)
-            });
+            let heir = self
+                .actor
+                .or_else(|| self.index.owners.iter().map(|(_, owner)| *owner).find(|owner| *owner != user_id));
             let Some(heir) = heir else {
                 return Err(ModelError::FailedPrecondition(format!(
                     "user `{user_id}` has reports and no other owner exists to inherit them"
                 )));
             };
             for report_id in entry.reports.iter() {
-                self.emit(Change::ReportUpdated { report_id: *report_id, name: None, visibility: None, author: Some(heir) });
+                self.emit(Change::ReportUpdated {
+                    report_id: *report_id,
+                    name: None,
+                    visibility: None,
+                    author: Some(heir),
+                });
             }
         }
         self.emit(Change::UserDeleted { user_id });
@@ -276,9 +282,10 @@ impl Draft {
     fn update_site(&mut self, site_id: SiteId, name: Option<&str>) -> Result<(), ModelError> {
         self.require_site(site_id)?;
         if let Some(actor) = self.actor
-            && self.index.site_level(actor, site_id) < Level::Edit {
-                return Err(ModelError::denied(format!("renaming site `{site_id}` needs EDIT on it")));
-            }
+            && self.index.site_level(actor, site_id) < Level::Edit
+        {
+            return Err(ModelError::denied(format!("renaming site `{site_id}` needs EDIT on it")));
+        }
         if let Some(name) = name {
             self.emit(Change::SiteUpdated { site_id, name: name.to_string() });
         }
@@ -433,9 +440,11 @@ impl Draft {
         };
         self.require_user(author)?;
         if let Some(actor) = self.actor
-            && actor != author && !self.index.is_owner(actor) {
-                return Err(ModelError::denied("only owners may create reports for another author"));
-            }
+            && actor != author
+            && !self.index.is_owner(actor)
+        {
+            return Err(ModelError::denied("only owners may create reports for another author"));
+        }
         if self.index.site_level(author, new.site_id) < Level::View {
             return Err(ModelError::denied(format!("author `{author}` has no VIEW on site `{}`", new.site_id)));
         }

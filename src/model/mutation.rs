@@ -8,16 +8,34 @@ pub enum Mutation {
     UpdateUser(UserUpdate),
     DeleteUser(UserId),
     CreateSite(NewSite),
-    UpdateSite { site_id: SiteId, name: Option<String> },
+    UpdateSite {
+        site_id: SiteId,
+        name: Option<String>,
+    },
     DeleteSite(SiteId),
     CreateGroup(NewGroup),
-    UpdateGroup { group_id: GroupId, name: Option<String>, description: Option<String>, external_id: Option<Option<String>> },
+    UpdateGroup {
+        group_id: GroupId,
+        name: Option<String>,
+        description: Option<String>,
+        external_id: Option<Option<String>>,
+    },
     DeleteGroup(GroupId),
-    AddGroupMembers { group_id: GroupId, user_ids: Vec<UserId> },
-    RemoveGroupMembers { group_id: GroupId, user_ids: Vec<UserId> },
+    AddGroupMembers {
+        group_id: GroupId,
+        user_ids: Vec<UserId>,
+    },
+    RemoveGroupMembers {
+        group_id: GroupId,
+        user_ids: Vec<UserId>,
+    },
     SetGrant(Grant),
     CreateReport(NewReport),
-    UpdateReport { report_id: ReportId, name: Option<String>, visibility: Option<Visibility> },
+    UpdateReport {
+        report_id: ReportId,
+        name: Option<String>,
+        visibility: Option<Visibility>,
+    },
     DeleteReport(ReportId),
 }
 

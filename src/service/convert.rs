@@ -129,7 +129,10 @@ pub fn check_query(prefix: &str, request: pb::CheckRequest) -> Result<CheckQuery
 
 pub fn check_batch(request: pb::CheckBatchRequest) -> Result<(Vec<CheckQuery>, Option<Revision>), ModelError> {
     if request.checks.len() > MAX_CHECK_BATCH {
-        return Err(ModelError::invalid("checks", format!("holds {} checks; at most {MAX_CHECK_BATCH}", request.checks.len())));
+        return Err(ModelError::invalid(
+            "checks",
+            format!("holds {} checks; at most {MAX_CHECK_BATCH}", request.checks.len()),
+        ));
     }
     let at_least = revision("at_least_revision", &request.at_least_revision)?;
     let queries = request
@@ -181,20 +184,14 @@ pub fn mutate_header(request: &pb::MutateRequest) -> Result<MutateHeader, ModelE
 
 /// Checks every mutation of a batch and hashes its passwords. CPU-heavy when
 /// passwords are set: call it off the async workers.
-pub fn mutations(
-    raw: Vec<pb::Mutation>,
-    stored_passwords: &StoredPasswords,
-) -> Result<Vec<Mutation>, ModelError> {
+pub fn mutations(raw: Vec<pb::Mutation>, stored_passwords: &StoredPasswords) -> Result<Vec<Mutation>, ModelError> {
     if raw.is_empty() {
         return Err(ModelError::invalid("mutations", "is empty"));
     }
     if raw.len() > MAX_MUTATIONS {
         return Err(ModelError::invalid("mutations", format!("holds {}; at most {MAX_MUTATIONS}", raw.len())));
     }
-    raw.into_iter()
-        .enumerate()
-        .map(|(i, m)| mutation(&format!("mutations[{i}]"), m, stored_passwords))
-        .collect()
+    raw.into_iter().enumerate().map(|(i, m)| mutation(&format!("mutations[{i}]"), m, stored_passwords)).collect()
 }
 
 fn mutation(at: &str, raw: pb::Mutation, stored_passwords: &StoredPasswords) -> Result<Mutation, ModelError> {
@@ -541,7 +538,9 @@ pub fn change_to_pb(change: Change) -> pb::Change {
         }),
         Change::UserDeleted { user_id } => Kind::UserDeleted(user_id.to_string()),
         Change::SiteCreated { site } => Kind::SiteCreated(site_to_pb(site)),
-        Change::SiteUpdated { site_id, name } => Kind::SiteUpdated(pb::SiteUpdated { site_id: site_id.to_string(), name }),
+        Change::SiteUpdated { site_id, name } => {
+            Kind::SiteUpdated(pb::SiteUpdated { site_id: site_id.to_string(), name })
+        }
         Change::SiteDeleted { site_id } => Kind::SiteDeleted(site_id.to_string()),
         Change::GroupCreated { group } => Kind::GroupCreated(group_to_pb(group)),
         Change::GroupUpdated { group_id, name, description, external_id } => Kind::GroupUpdated(pb::GroupUpdated {

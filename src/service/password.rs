@@ -16,6 +16,5 @@ pub fn hash(password: &str) -> Result<PasswordHash, argon2::password_hash::Error
 
 /// Whether `password` matches the stored hash. A malformed hash never matches.
 pub fn verify(password: &str, stored: &PasswordHash) -> bool {
-    PhcString::new(&stored.0)
-        .is_ok_and(|phc| Argon2::default().verify_password(password.as_bytes(), &phc).is_ok())
+    PhcString::new(&stored.0).is_ok_and(|phc| Argon2::default().verify_password(password.as_bytes(), &phc).is_ok())
 }

@@ -48,9 +48,10 @@ impl pb::watch_service_server::WatchService for WatchApi {
             None => self.engine.index()?.revision(),
         };
         if let Some(oldest) = self.engine.store().oldest_retained_revision().await?
-            && from + 1 < oldest {
-                return Err(out_of_range(from, oldest));
-            }
+            && from + 1 < oldest
+        {
+            return Err(out_of_range(from, oldest));
+        }
         let (batch_tx, batch_rx) = mpsc::channel(STREAM_BUFFER);
         tokio::spawn(send_changes(self.engine.clone(), from, batch_tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(batch_rx))))
@@ -59,7 +60,11 @@ impl pb::watch_service_server::WatchService for WatchApi {
 
 /// Sends every batch after `last`, in order, then waits for new ones, until
 /// the client goes away.
-async fn send_changes(engine: Arc<Engine>, mut last: Revision, batch_tx: mpsc::Sender<Result<pb::WatchResponse, Status>>) {
+async fn send_changes(
+    engine: Arc<Engine>,
+    mut last: Revision,
+    batch_tx: mpsc::Sender<Result<pb::WatchResponse, Status>>,
+) {
     let mut revision_rx = engine.subscribe_revisions();
     loop {
         let batches = match engine.store().changes_since(last, CATCH_UP_CHUNK).await {

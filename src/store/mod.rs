@@ -757,7 +757,14 @@ mod tests {
     }
 
     async fn commit(store: &Store, changes: &[Change]) -> Revision {
-        let commit = Commit { changes, actor: None, ids: &[], idempotency_key: None, committed_at: Timestamp(7), judged_at: None };
+        let commit = Commit {
+            changes,
+            actor: None,
+            ids: &[],
+            idempotency_key: None,
+            committed_at: Timestamp(7),
+            judged_at: None,
+        };
         store.commit(commit).await.expect("commit")
     }
 

@@ -11,11 +11,11 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::Status;
 use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
-use warden::engine::Engine;
 use warden::config::{Config, DatabaseUrl, StorageConfig};
+use warden::engine::Engine;
 use warden::pb::admin_service_client::AdminServiceClient;
 use warden::pb::check_service_client::CheckServiceClient;
 use warden::pb::watch_service_client::WatchServiceClient;
@@ -84,7 +84,9 @@ async fn start(backend: Backend) -> TestApp {
 async fn start_with_retention(backend: Backend, changelog_retention: u64) -> TestApp {
     let storage = match &backend {
         Backend::Sqlite(dir) => StorageConfig { data_dir: dir.clone(), database_url: None },
-        Backend::Postgres(url) => StorageConfig { data_dir: PathBuf::from("unused"), database_url: Some(DatabaseUrl(url.clone())) },
+        Backend::Postgres(url) => {
+            StorageConfig { data_dir: PathBuf::from("unused"), database_url: Some(DatabaseUrl(url.clone())) }
+        }
     };
     let config = Config { listen: "127.0.0.1:0".parse().expect("address"), storage, changelog_retention };
     let app = Application::build(&config).await.expect("build application");
@@ -94,11 +96,8 @@ async fn start_with_retention(backend: Backend, changelog_retention: u64) -> Tes
     let server = tokio::spawn(app.run_until_stopped(async move {
         let _ = shutdown_rx.await;
     }));
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .expect("endpoint")
-        .connect()
-        .await
-        .expect("connect to warden");
+    let channel =
+        Channel::from_shared(format!("http://{addr}")).expect("endpoint").connect().await.expect("connect to warden");
     let mut app = TestApp {
         addr,
         check: CheckServiceClient::new(channel.clone()),
@@ -448,7 +447,9 @@ impl TestApp {
     pub async fn refuse(&mut self, actor: Option<&str>, ops: Vec<Op>) -> Status {
         let shown = format!("{ops:?}");
         match self.mutate(actor, ops).await {
-            Ok(response) => panic!("batch was accepted at revision {} but should be refused: {shown}", response.revision),
+            Ok(response) => {
+                panic!("batch was accepted at revision {} but should be refused: {shown}", response.revision)
+            }
             Err(status) => status,
         }
     }
@@ -512,7 +513,8 @@ impl TestApp {
 
     /// The member ids of a group (one page: tests stay small).
     pub async fn members(&mut self, group: &str) -> Vec<String> {
-        let request = pb::ListGroupMembersRequest { group_id: group.to_string(), page_size: 1000, ..Default::default() };
+        let request =
+            pb::ListGroupMembersRequest { group_id: group.to_string(), page_size: 1000, ..Default::default() };
         let page = self.admin.list_group_members(request).await.expect("list group members").into_inner();
         assert!(page.next_page_token.is_empty(), "more than one page of members");
         page.user_ids
@@ -535,7 +537,8 @@ impl TestApp {
         let groups = groups.await.expect("list groups").into_inner();
         let reports = self.admin.list_reports(pb::ListReportsRequest { page_size: 1000, ..Default::default() });
         let reports = reports.await.expect("list reports").into_inner();
-        let last_pages = [&users.next_page_token, &sites.next_page_token, &groups.next_page_token, &reports.next_page_token];
+        let last_pages =
+            [&users.next_page_token, &sites.next_page_token, &groups.next_page_token, &reports.next_page_token];
         assert!(last_pages.iter().all(|token| token.is_empty()), "more than one page to observe");
 
         let mut members = Vec::new();
@@ -576,7 +579,12 @@ pub fn revision_number(revision: &str) -> u64 {
 }
 
 /// A LookupSites request for one page.
-pub fn lookup_sites_request(user: &str, min_level: pb::Level, page_size: i32, page_token: &str) -> pb::LookupSitesRequest {
+pub fn lookup_sites_request(
+    user: &str,
+    min_level: pb::Level,
+    page_size: i32,
+    page_token: &str,
+) -> pb::LookupSitesRequest {
     pb::LookupSitesRequest {
         user_id: user.to_string(),
         min_level: min_level as i32,
@@ -587,7 +595,12 @@ pub fn lookup_sites_request(user: &str, min_level: pb::Level, page_size: i32, pa
 }
 
 /// A LookupUsers request for one page.
-pub fn lookup_users_request(site: &str, min_level: pb::Level, page_size: i32, page_token: &str) -> pb::LookupUsersRequest {
+pub fn lookup_users_request(
+    site: &str,
+    min_level: pb::Level,
+    page_size: i32,
+    page_token: &str,
+) -> pb::LookupUsersRequest {
     pb::LookupUsersRequest {
         site_id: site.to_string(),
         min_level: min_level as i32,
@@ -685,7 +698,9 @@ impl TestApp {
             Ok(Err(status)) => status,
             Ok(Ok(Some(batch))) => panic!("watch from `{from_revision}` sent a batch: {batch:?}"),
             Ok(Ok(None)) => panic!("watch from `{from_revision}` ended without an error"),
-            Err(_) => panic!("watch from `{from_revision}` neither failed nor sent anything within {STREAM_SAFETY_NET:?}"),
+            Err(_) => {
+                panic!("watch from `{from_revision}` neither failed nor sent anything within {STREAM_SAFETY_NET:?}")
+            }
         }
     }
 }

@@ -38,56 +38,65 @@ async fn build_world(app: &mut TestApp) -> World {
 
     app.apply(None, vec![create_user(&owner, &email_of(&owner), Role::Owner)]).await;
     app.apply(None, vec![create_user(&heir, &email_of(&heir), Role::Owner)]).await;
-    app.apply(None, vec![
-        create_user_with_password(&alice, &email_of(&alice), &password),
-        create_user(&bob, &email_of(&bob), Role::User),
-        create_user(&carol, &email_of(&carol), Role::User),
-        create_user(&dave, &email_of(&dave), Role::User),
-        create_user(&erin, &email_of(&erin), Role::User),
-        create_site(&shop, "shop"),
-        create_site(&blog, "blog"),
-        create_site(&docs, "docs"),
-        create_site(&gone, "gone"),
-        Op::CreateGroup(pb::CreateGroup {
-            id: editors.clone(),
-            name: "Editors".into(),
-            description: "edit the docs".into(),
-            external_id: "idp-editors".into(),
-        }),
-        create_group(&readers, "readers"),
-        create_group(&disbanded, "disbanded"),
-        add_members(&editors, &[&alice, &bob]),
-        add_members(&readers, &[&carol, &erin]),
-        add_members(&disbanded, &[&dave]),
-        grant_user(&alice, &shop, Level::View),
-        grant_user(&bob, &blog, Level::Manage),
-        grant_user_all_sites(&carol, Level::Edit),
-        grant_user(&dave, &gone, Level::Edit),
-        grant_user(&erin, &docs, Level::View),
-        grant_group(&editors, &docs, Level::EditPublish),
-        grant_group_all_sites(&readers, Level::View),
-        grant_group(&disbanded, &shop, Level::Manage),
-    ])
+    app.apply(
+        None,
+        vec![
+            create_user_with_password(&alice, &email_of(&alice), &password),
+            create_user(&bob, &email_of(&bob), Role::User),
+            create_user(&carol, &email_of(&carol), Role::User),
+            create_user(&dave, &email_of(&dave), Role::User),
+            create_user(&erin, &email_of(&erin), Role::User),
+            create_site(&shop, "shop"),
+            create_site(&blog, "blog"),
+            create_site(&docs, "docs"),
+            create_site(&gone, "gone"),
+            Op::CreateGroup(pb::CreateGroup {
+                id: editors.clone(),
+                name: "Editors".into(),
+                description: "edit the docs".into(),
+                external_id: "idp-editors".into(),
+            }),
+            create_group(&readers, "readers"),
+            create_group(&disbanded, "disbanded"),
+            add_members(&editors, &[&alice, &bob]),
+            add_members(&readers, &[&carol, &erin]),
+            add_members(&disbanded, &[&dave]),
+            grant_user(&alice, &shop, Level::View),
+            grant_user(&bob, &blog, Level::Manage),
+            grant_user_all_sites(&carol, Level::Edit),
+            grant_user(&dave, &gone, Level::Edit),
+            grant_user(&erin, &docs, Level::View),
+            grant_group(&editors, &docs, Level::EditPublish),
+            grant_group_all_sites(&readers, Level::View),
+            grant_group(&disbanded, &shop, Level::Manage),
+        ],
+    )
     .await;
     app.apply(Some(&alice), vec![create_report(&private, &shop, &alice, ReportVisibility::AuthorOnly)]).await;
     app.apply(Some(&bob), vec![create_report(&shared, &blog, &bob, ReportVisibility::AllUsers)]).await;
-    app.apply(None, vec![
-        create_report(&lost, &gone, &dave, ReportVisibility::AllUsers),
-        create_report(&inherited, &docs, &erin, ReportVisibility::AuthorOnly),
-    ])
+    app.apply(
+        None,
+        vec![
+            create_report(&lost, &gone, &dave, ReportVisibility::AllUsers),
+            create_report(&inherited, &docs, &erin, ReportVisibility::AuthorOnly),
+        ],
+    )
     .await;
     app.apply(Some(&bob), vec![grant_user(&alice, &blog, Level::Edit), rename_report(&shared, "shared, renamed")])
         .await;
-    app.apply(Some(&owner), vec![
-        delete_group(&disbanded),
-        delete_site(&gone),
-        rename_site(&shop, "Shop"),
-        remove_members(&editors, &[&bob]),
-        grant_user(&bob, &blog, Level::View),
-        set_role(&dave, Role::Owner),
-        delete_user(&erin),
-        set_modules(&carol, pb::Modules { analytics: true, ..Default::default() }),
-    ])
+    app.apply(
+        Some(&owner),
+        vec![
+            delete_group(&disbanded),
+            delete_site(&gone),
+            rename_site(&shop, "Shop"),
+            remove_members(&editors, &[&bob]),
+            grant_user(&bob, &blog, Level::View),
+            set_role(&dave, Role::Owner),
+            delete_user(&erin),
+            set_modules(&carol, pb::Modules { analytics: true, ..Default::default() }),
+        ],
+    )
     .await;
 
     let unknown = new_id();
@@ -163,7 +172,11 @@ async fn a_batch_whose_last_mutation_is_refused_leaves_storage_and_index_as_they
         (None, cascades_then(create_group(&new_id(), "EDITORS")), Code::AlreadyExists),
         (Some(&owner), cascades_then(delete_user(&owner)), Code::FailedPrecondition),
         (None, demote_every_owner, Code::FailedPrecondition),
-        (Some(&carol), vec![rename_site(&blog, "by carol"), create_site(&new_id(), "by carol")], Code::PermissionDenied),
+        (
+            Some(&carol),
+            vec![rename_site(&blog, "by carol"), create_site(&new_id(), "by carol")],
+            Code::PermissionDenied,
+        ),
     ];
     for (actor, batch, code) in refused_batches {
         let index_before = app.engine.index().expect("index loaded");
@@ -248,12 +261,15 @@ async fn list_users_searches_email_and_name_prefixes_case_insensitively(mut app:
     let named = |email: &str, name: &str| {
         Op::CreateUser(pb::CreateUser { email: email.into(), name: name.into(), ..Default::default() })
     };
-    app.apply(None, vec![
-        named("ann@example.com", "Ann Smith"),
-        named("Annika@Corp.org", "Annika Berg"),
-        named("bob@example.com", "Bob Anders"),
-        named("x-17@example.com", "Carol Jones"),
-    ])
+    app.apply(
+        None,
+        vec![
+            named("ann@example.com", "Ann Smith"),
+            named("Annika@Corp.org", "Annika Berg"),
+            named("bob@example.com", "Bob Anders"),
+            named("x-17@example.com", "Carol Jones"),
+        ],
+    )
     .await;
 
     assert_eq!(search(&mut app, "ANN").await, ["ann@example.com", "Annika@Corp.org"]);
@@ -316,10 +332,10 @@ async fn reflection_lists_the_services_on_v1_and_v1alpha(app: TestApp) {
 }
 
 async fn list_services_v1(channel: Channel) -> Vec<String> {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
 
     let request = ServerReflectionRequest {
         host: String::new(),
@@ -335,10 +351,10 @@ async fn list_services_v1(channel: Channel) -> Vec<String> {
 }
 
 async fn list_services_v1alpha(channel: Channel) -> Vec<String> {
+    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
     use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
 
     let request = ServerReflectionRequest {
         host: String::new(),

@@ -28,11 +28,14 @@ async fn all_sites_grants_of_a_user_or_of_their_group_reach_every_site_including
     let earlier = app.new_site().await;
     let (everywhere, member) = (app.new_user().await, app.new_user().await);
     let group = app.new_group().await;
-    app.apply(None, vec![
-        grant_user_all_sites(&everywhere, Level::Edit),
-        add_members(&group, &[&member]),
-        grant_group_all_sites(&group, Level::View),
-    ])
+    app.apply(
+        None,
+        vec![
+            grant_user_all_sites(&everywhere, Level::Edit),
+            add_members(&group, &[&member]),
+            grant_group_all_sites(&group, Level::View),
+        ],
+    )
     .await;
 
     let later = app.new_site().await;
@@ -47,14 +50,17 @@ async fn direct_and_group_grants_each_reach_their_site_at_the_highest_level(mut 
         [app.new_site().await, app.new_site().await, app.new_site().await, app.new_site().await];
     let (user, neighbour) = (app.new_user().await, app.new_user().await);
     let group = app.new_group().await;
-    app.apply(None, vec![
-        add_members(&group, &[&user]),
-        grant_user(&user, &direct_only, Level::Edit),
-        grant_group(&group, &group_only, Level::View),
-        grant_user(&user, &through_both, Level::View),
-        grant_group(&group, &through_both, Level::Manage),
-        grant_user(&neighbour, &elsewhere, Level::Manage),
-    ])
+    app.apply(
+        None,
+        vec![
+            add_members(&group, &[&user]),
+            grant_user(&user, &direct_only, Level::Edit),
+            grant_group(&group, &group_only, Level::View),
+            grant_user(&user, &through_both, Level::View),
+            grant_group(&group, &through_both, Level::Manage),
+            grant_user(&neighbour, &elsewhere, Level::Manage),
+        ],
+    )
     .await;
 
     let mut expected = vec![
@@ -70,12 +76,15 @@ async fn min_level_keeps_the_sites_at_or_above_it_and_unspecified_means_view(mut
     let [viewed, edited, published, managed, elsewhere] =
         [app.new_site().await, app.new_site().await, app.new_site().await, app.new_site().await, app.new_site().await];
     let user = app.new_user().await;
-    app.apply(None, vec![
-        grant_user(&user, &viewed, Level::View),
-        grant_user(&user, &edited, Level::Edit),
-        grant_user(&user, &published, Level::EditPublish),
-        grant_user(&user, &managed, Level::Manage),
-    ])
+    app.apply(
+        None,
+        vec![
+            grant_user(&user, &viewed, Level::View),
+            grant_user(&user, &edited, Level::Edit),
+            grant_user(&user, &published, Level::EditPublish),
+            grant_user(&user, &managed, Level::Manage),
+        ],
+    )
     .await;
 
     let all_four = sorted([viewed.clone(), edited.clone(), published.clone(), managed.clone()]);
@@ -280,20 +289,23 @@ async fn lookup_users_lists_everyone_who_reaches_a_site_with_the_paths_of_their_
         app.new_user().await,
     ];
     let (editors, readers) = (new_id(), new_id());
-    app.apply(None, vec![
-        create_group(&editors, "Editors"),
-        create_group(&readers, "Readers"),
-        add_members(&editors, &[&member, &mixed, &outsider]),
-        add_members(&readers, &[&wide_member, &mixed]),
-        grant_group(&editors, &site, Level::EditPublish),
-        grant_group_all_sites(&readers, Level::View),
-        grant_user(&direct, &site, Level::Edit),
-        grant_user_all_sites(&everywhere, Level::View),
-        grant_user(&mixed, &site, Level::View),
-        grant_user_all_sites(&mixed, Level::Edit),
-        grant_user(&neighbour, &elsewhere, Level::Manage),
-        remove_members(&editors, &[&outsider]),
-    ])
+    app.apply(
+        None,
+        vec![
+            create_group(&editors, "Editors"),
+            create_group(&readers, "Readers"),
+            add_members(&editors, &[&member, &mixed, &outsider]),
+            add_members(&readers, &[&wide_member, &mixed]),
+            grant_group(&editors, &site, Level::EditPublish),
+            grant_group_all_sites(&readers, Level::View),
+            grant_user(&direct, &site, Level::Edit),
+            grant_user_all_sites(&everywhere, Level::View),
+            grant_user(&mixed, &site, Level::View),
+            grant_user_all_sites(&mixed, Level::Edit),
+            grant_user(&neighbour, &elsewhere, Level::Manage),
+            remove_members(&editors, &[&outsider]),
+        ],
+    )
     .await;
     let editors_path = |level, wins| group_path(PathKind::Group, level, &editors, "Editors", wins);
     let readers_path = |level, wins| group_path(PathKind::GroupAllSites, level, &readers, "Readers", wins);
@@ -304,12 +316,18 @@ async fn lookup_users_lists_everyone_who_reaches_a_site_with_the_paths_of_their_
         (everywhere, (Level::View, vec![path(PathKind::AllSites, Level::View, true)])),
         (member, (Level::EditPublish, vec![editors_path(Level::EditPublish, true)])),
         (wide_member, (Level::View, vec![readers_path(Level::View, true)])),
-        (mixed, (Level::EditPublish, vec![
-            path(PathKind::Direct, Level::View, false),
-            path(PathKind::AllSites, Level::Edit, false),
-            editors_path(Level::EditPublish, true),
-            readers_path(Level::View, false),
-        ])),
+        (
+            mixed,
+            (
+                Level::EditPublish,
+                vec![
+                    path(PathKind::Direct, Level::View, false),
+                    path(PathKind::AllSites, Level::Edit, false),
+                    editors_path(Level::EditPublish, true),
+                    readers_path(Level::View, false),
+                ],
+            ),
+        ),
     ]);
     let users = app.lookup_users(&site, Level::View).await;
     let ids: Vec<_> = users.iter().map(|access| access.user_id.clone()).collect();
@@ -328,14 +346,17 @@ async fn lookup_users_min_level_keeps_the_users_at_or_above_it(mut app: TestApp)
     let [viewer, editor, publisher, manager] =
         [app.new_user().await, app.new_user().await, app.new_user().await, app.new_user().await];
     let group = app.new_group().await;
-    app.apply(None, vec![
-        grant_user(&viewer, &site, Level::View),
-        grant_user(&editor, &site, Level::View),
-        grant_user_all_sites(&editor, Level::Edit),
-        add_members(&group, &[&publisher]),
-        grant_group(&group, &site, Level::EditPublish),
-        grant_user(&manager, &site, Level::Manage),
-    ])
+    app.apply(
+        None,
+        vec![
+            grant_user(&viewer, &site, Level::View),
+            grant_user(&editor, &site, Level::View),
+            grant_user_all_sites(&editor, Level::Edit),
+            add_members(&group, &[&publisher]),
+            grant_group(&group, &site, Level::EditPublish),
+            grant_user(&manager, &site, Level::Manage),
+        ],
+    )
     .await;
 
     let everyone = sorted([owner.clone(), viewer, editor.clone(), publisher.clone(), manager.clone()]);
@@ -343,7 +364,10 @@ async fn lookup_users_min_level_keeps_the_users_at_or_above_it(mut app: TestApp)
     assert_eq!(app.user_ids_reaching(&site, Level::Unspecified).await, everyone);
     let editors = sorted([owner.clone(), editor, publisher.clone(), manager.clone()]);
     assert_eq!(app.user_ids_reaching(&site, Level::Edit).await, editors);
-    assert_eq!(app.user_ids_reaching(&site, Level::EditPublish).await, sorted([owner.clone(), publisher, manager.clone()]));
+    assert_eq!(
+        app.user_ids_reaching(&site, Level::EditPublish).await,
+        sorted([owner.clone(), publisher, manager.clone()])
+    );
     assert_eq!(app.user_ids_reaching(&site, Level::Manage).await, sorted([owner, manager]));
 }
 
@@ -353,11 +377,14 @@ async fn users_come_in_id_order_and_pages_of_three_return_each_user_exactly_once
     let mut users = vec![app.new_owner().await];
     for i in 0..10 {
         let user = app.new_user().await;
-        app.apply(None, vec![match i % 3 {
-            0 => grant_user(&user, &site, Level::View),
-            1 => grant_user_all_sites(&user, Level::Edit),
-            _ => add_members(&group, &[&user]),
-        }])
+        app.apply(
+            None,
+            vec![match i % 3 {
+                0 => grant_user(&user, &site, Level::View),
+                1 => grant_user_all_sites(&user, Level::Edit),
+                _ => add_members(&group, &[&user]),
+            }],
+        )
         .await;
         users.push(user);
     }
@@ -490,32 +517,38 @@ async fn explain_lists_every_path_to_a_site_and_the_highest_one_wins(mut app: Te
     let site = app.new_site().await;
     let user = app.new_user().await;
     let (publishers, readers, admins) = (new_id(), new_id(), new_id());
-    app.apply(None, vec![
-        create_group(&publishers, "Publishers"),
-        create_group(&readers, "Readers"),
-        create_group(&admins, "Admins"),
-        add_members(&publishers, &[&user]),
-        add_members(&readers, &[&user]),
-        grant_user(&user, &site, Level::View),
-        grant_user_all_sites(&user, Level::Edit),
-        grant_group(&publishers, &site, Level::EditPublish),
-        grant_group_all_sites(&publishers, Level::View),
-        grant_group_all_sites(&readers, Level::View),
-        grant_group(&admins, &site, Level::Manage),
-    ])
+    app.apply(
+        None,
+        vec![
+            create_group(&publishers, "Publishers"),
+            create_group(&readers, "Readers"),
+            create_group(&admins, "Admins"),
+            add_members(&publishers, &[&user]),
+            add_members(&readers, &[&user]),
+            grant_user(&user, &site, Level::View),
+            grant_user_all_sites(&user, Level::Edit),
+            grant_group(&publishers, &site, Level::EditPublish),
+            grant_group_all_sites(&publishers, Level::View),
+            grant_group_all_sites(&readers, Level::View),
+            grant_group(&admins, &site, Level::Manage),
+        ],
+    )
     .await;
 
     let explained = app.explain(&user, site_resource(&site)).await;
     assert_eq!(explained.effective_level, Level::EditPublish as i32);
     assert_eq!(explained.site_id, site);
     assert_eq!(explained.report, None);
-    assert_eq!(in_kind_order(explained.paths), vec![
-        path(PathKind::Direct, Level::View, false),
-        path(PathKind::AllSites, Level::Edit, false),
-        group_path(PathKind::Group, Level::EditPublish, &publishers, "Publishers", true),
-        group_path(PathKind::GroupAllSites, Level::View, &publishers, "Publishers", false),
-        group_path(PathKind::GroupAllSites, Level::View, &readers, "Readers", false),
-    ]);
+    assert_eq!(
+        in_kind_order(explained.paths),
+        vec![
+            path(PathKind::Direct, Level::View, false),
+            path(PathKind::AllSites, Level::Edit, false),
+            group_path(PathKind::Group, Level::EditPublish, &publishers, "Publishers", true),
+            group_path(PathKind::GroupAllSites, Level::View, &publishers, "Publishers", false),
+            group_path(PathKind::GroupAllSites, Level::View, &readers, "Readers", false),
+        ]
+    );
     assert_eq!(app.level(&user, &site).await, Level::EditPublish, "Explain agrees with Check");
 
     // An owner's role is a path of its own, and it wins over any grant.
@@ -619,11 +652,14 @@ async fn report_cast(app: &mut TestApp) -> ReportCast {
         editor: app.new_user().await,
         stranger: app.new_user().await,
     };
-    app.apply(None, vec![
-        grant_user(&cast.author, &cast.site, Level::View),
-        grant_user(&cast.viewer, &cast.site, Level::View),
-        grant_user(&cast.editor, &cast.site, Level::Edit),
-    ])
+    app.apply(
+        None,
+        vec![
+            grant_user(&cast.author, &cast.site, Level::View),
+            grant_user(&cast.viewer, &cast.site, Level::View),
+            grant_user(&cast.editor, &cast.site, Level::Edit),
+        ],
+    )
     .await;
     cast
 }

@@ -3,10 +3,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod helpers;
-mod model_check;
-mod reference;
 mod lifecycle;
 mod lookups;
+mod model_check;
+mod reference;
 mod rules;
 mod validation;
 mod watch;

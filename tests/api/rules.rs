@@ -94,11 +94,14 @@ async fn group_site_grant_reaches_members_until_they_are_removed(mut app: TestAp
     let site = app.new_site().await;
     let (member, outsider) = (app.new_user().await, app.new_user().await);
     let group = new_id();
-    app.apply(None, vec![
-        create_group(&group, "analysts"),
-        add_members(&group, &[&member]),
-        grant_group(&group, &site, Level::Edit),
-    ])
+    app.apply(
+        None,
+        vec![
+            create_group(&group, "analysts"),
+            add_members(&group, &[&member]),
+            grant_group(&group, &site, Level::Edit),
+        ],
+    )
     .await;
     assert_eq!(app.level(&member, &site).await, Level::Edit);
     assert_eq!(app.level(&outsider, &site).await, Level::NoAccess);
@@ -126,11 +129,14 @@ async fn deleting_a_group_removes_only_what_it_granted(mut app: TestApp) {
     let site = app.new_site().await;
     let user = app.new_user().await;
     let group = app.new_group().await;
-    app.apply(None, vec![
-        add_members(&group, &[&user]),
-        grant_group(&group, &site, Level::Manage),
-        grant_user(&user, &site, Level::View),
-    ])
+    app.apply(
+        None,
+        vec![
+            add_members(&group, &[&user]),
+            grant_group(&group, &site, Level::Manage),
+            grant_user(&user, &site, Level::View),
+        ],
+    )
     .await;
     assert_eq!(app.level(&user, &site).await, Level::Manage);
 
@@ -144,16 +150,19 @@ async fn the_highest_of_direct_all_sites_and_group_grants_wins(mut app: TestApp)
     let site = app.new_site().await;
     let user = app.new_user().await;
     let (publishers, readers) = (new_id(), new_id());
-    app.apply(None, vec![
-        create_group(&publishers, "publishers"),
-        create_group(&readers, "readers"),
-        add_members(&publishers, &[&user]),
-        add_members(&readers, &[&user]),
-        grant_user(&user, &site, Level::View),
-        grant_user_all_sites(&user, Level::Edit),
-        grant_group(&publishers, &site, Level::EditPublish),
-        grant_group_all_sites(&readers, Level::View),
-    ])
+    app.apply(
+        None,
+        vec![
+            create_group(&publishers, "publishers"),
+            create_group(&readers, "readers"),
+            add_members(&publishers, &[&user]),
+            add_members(&readers, &[&user]),
+            grant_user(&user, &site, Level::View),
+            grant_user_all_sites(&user, Level::Edit),
+            grant_group(&publishers, &site, Level::EditPublish),
+            grant_group_all_sites(&readers, Level::View),
+        ],
+    )
     .await;
     assert_eq!(app.level(&user, &site).await, Level::EditPublish);
 
@@ -171,20 +180,26 @@ async fn setting_no_access_removes_the_grant(mut app: TestApp) {
     let site = app.new_site().await;
     let user = app.new_user().await;
     let group = app.new_group().await;
-    app.apply(None, vec![
-        add_members(&group, &[&user]),
-        grant_user(&user, &site, Level::Edit),
-        grant_user_all_sites(&user, Level::View),
-        grant_group(&group, &site, Level::Manage),
-    ])
+    app.apply(
+        None,
+        vec![
+            add_members(&group, &[&user]),
+            grant_user(&user, &site, Level::Edit),
+            grant_user_all_sites(&user, Level::View),
+            grant_group(&group, &site, Level::Manage),
+        ],
+    )
     .await;
     assert_eq!(app.grants(Filter::UserId(user.clone())).await.len(), 2);
 
-    app.apply(None, vec![
-        grant_user(&user, &site, Level::NoAccess),
-        grant_user_all_sites(&user, Level::NoAccess),
-        grant_group(&group, &site, Level::NoAccess),
-    ])
+    app.apply(
+        None,
+        vec![
+            grant_user(&user, &site, Level::NoAccess),
+            grant_user_all_sites(&user, Level::NoAccess),
+            grant_group(&group, &site, Level::NoAccess),
+        ],
+    )
     .await;
     assert_eq!(app.level(&user, &site).await, Level::NoAccess);
     assert_eq!(app.grants(Filter::UserId(user.clone())).await, Vec::<pb::Grant>::new());
@@ -357,11 +372,14 @@ async fn report_cast(app: &mut TestApp) -> ReportCast {
         editor: app.new_user().await,
         stranger: app.new_user().await,
     };
-    app.apply(None, vec![
-        grant_user(&cast.author, &cast.site, Level::View),
-        grant_user(&cast.viewer, &cast.site, Level::View),
-        grant_user(&cast.editor, &cast.site, Level::Edit),
-    ])
+    app.apply(
+        None,
+        vec![
+            grant_user(&cast.author, &cast.site, Level::View),
+            grant_user(&cast.viewer, &cast.site, Level::View),
+            grant_user(&cast.editor, &cast.site, Level::Edit),
+        ],
+    )
     .await;
     cast
 }
@@ -468,11 +486,14 @@ async fn a_report_check_returns_the_effective_level_on_the_reports_site(mut app:
 async fn deleting_a_user_removes_their_grants_and_memberships(mut app: TestApp) {
     let owner = app.new_owner().await;
     let (site, user, group) = (app.new_site().await, app.new_user().await, app.new_group().await);
-    app.apply(None, vec![
-        add_members(&group, &[&user]),
-        grant_user(&user, &site, Level::Edit),
-        grant_user_all_sites(&user, Level::View),
-    ])
+    app.apply(
+        None,
+        vec![
+            add_members(&group, &[&user]),
+            grant_user(&user, &site, Level::Edit),
+            grant_user_all_sites(&user, Level::View),
+        ],
+    )
     .await;
 
     app.apply(Some(&owner), vec![delete_user(&user)]).await;
@@ -593,15 +614,18 @@ async fn getting_an_unknown_id_is_not_found(mut app: TestApp) {
 async fn caller_chosen_ids_are_kept_and_ids_answer_each_mutation_in_order(mut app: TestApp) {
     let (user, site, group, report) = (new_id(), new_id(), new_id(), new_id());
     let response = app
-        .apply(None, vec![
-            create_user(&user, &email_of(&user), Role::User),
-            create_site(&site, "caller's site"),
-            create_group(&group, "caller's group"),
-            add_members(&group, &[&user]),
-            grant_user(&user, &site, Level::View),
-            create_report(&report, &site, &user, ReportVisibility::AllUsers),
-            rename_site(&site, "renamed"),
-        ])
+        .apply(
+            None,
+            vec![
+                create_user(&user, &email_of(&user), Role::User),
+                create_site(&site, "caller's site"),
+                create_group(&group, "caller's group"),
+                add_members(&group, &[&user]),
+                grant_user(&user, &site, Level::View),
+                create_report(&report, &site, &user, ReportVisibility::AllUsers),
+                rename_site(&site, "renamed"),
+            ],
+        )
         .await;
 
     let expected = [user.as_str(), site.as_str(), group.as_str(), "", "", report.as_str(), site.as_str()];
@@ -613,7 +637,8 @@ async fn caller_chosen_ids_are_kept_and_ids_answer_each_mutation_in_order(mut ap
 }
 
 async fn a_create_without_an_id_answers_the_id_it_chose(mut app: TestApp) {
-    let response = app.apply(None, vec![create_user("", "chosen@example.com", Role::User), create_site("", "chosen")]).await;
+    let response =
+        app.apply(None, vec![create_user("", "chosen@example.com", Role::User), create_site("", "chosen")]).await;
 
     let [user, site] = <[String; 2]>::try_from(response.ids).unwrap();
     assert!(uuid::Uuid::parse_str(&user).is_ok() && uuid::Uuid::parse_str(&site).is_ok(), "{user} {site}");
@@ -623,13 +648,16 @@ async fn a_create_without_an_id_answers_the_id_it_chose(mut app: TestApp) {
 
 async fn creating_with_an_id_that_exists_is_already_exists(mut app: TestApp) {
     let (user, site, group, report) = (new_id(), new_id(), new_id(), new_id());
-    app.apply(None, vec![
-        create_user(&user, &email_of(&user), Role::User),
-        create_site(&site, "site"),
-        create_group(&group, "group"),
-        grant_user(&user, &site, Level::View),
-        create_report(&report, &site, &user, ReportVisibility::AuthorOnly),
-    ])
+    app.apply(
+        None,
+        vec![
+            create_user(&user, &email_of(&user), Role::User),
+            create_site(&site, "site"),
+            create_group(&group, "group"),
+            grant_user(&user, &site, Level::View),
+            create_report(&report, &site, &user, ReportVisibility::AuthorOnly),
+        ],
+    )
     .await;
 
     let again = [
@@ -647,10 +675,10 @@ async fn creating_with_an_id_that_exists_is_already_exists(mut app: TestApp) {
 
 async fn emails_are_unique_case_insensitively(mut app: TestApp) {
     let (first, second) = (new_id(), new_id());
-    app.apply(None, vec![
-        create_user(&first, "Ann@Example.com", Role::User),
-        create_user(&second, "bob@example.com", Role::User),
-    ])
+    app.apply(
+        None,
+        vec![create_user(&first, "Ann@Example.com", Role::User), create_user(&second, "bob@example.com", Role::User)],
+    )
     .await;
 
     let status = app.refuse(None, vec![create_user(&new_id(), "ann@EXAMPLE.COM", Role::User)]).await;
@@ -683,12 +711,15 @@ async fn a_deleted_users_email_and_a_deleted_groups_name_are_free_again(mut app:
     app.apply(None, vec![create_user(&user, "ann@example.com", Role::User), create_group(&group, "Analysts")]).await;
 
     let (returning_user, returning_group) = (new_id(), new_id());
-    app.apply(None, vec![
-        delete_user(&user),
-        create_user(&returning_user, "ANN@example.com", Role::User),
-        delete_group(&group),
-        create_group(&returning_group, "analysts"),
-    ])
+    app.apply(
+        None,
+        vec![
+            delete_user(&user),
+            create_user(&returning_user, "ANN@example.com", Role::User),
+            delete_group(&group),
+            create_group(&returning_group, "analysts"),
+        ],
+    )
     .await;
     assert_eq!(app.get_user(&returning_user).await.unwrap().email, "ANN@example.com");
     assert_eq!(app.get_group(&returning_group).await.unwrap().name, "analysts");

@@ -96,7 +96,8 @@ async fn a_password_breaking_the_policy_is_invalid_argument_and_never_echoed(mut
 async fn an_unsupported_language_is_invalid_argument_naming_the_field(mut app: TestApp) {
     for language in ["xx", "klingon", "en-USA"] {
         let id = new_id();
-        let create = pb::CreateUser { id: id.clone(), email: email_of(&id), language: language.into(), ..Default::default() };
+        let create =
+            pb::CreateUser { id: id.clone(), email: email_of(&id), language: language.into(), ..Default::default() };
         let status = refused_last(&mut app, Op::CreateUser(create)).await;
         assert_invalid(&status, "mutations[3].create_user.language");
     }
@@ -118,7 +119,10 @@ async fn malformed_ids_in_a_mutation_are_invalid_argument_naming_the_field(mut a
         (delete_user("not-a-uuid"), "mutations[3].delete_user.user_id"),
         (rename_site("not-a-uuid", "name"), "mutations[3].update_site.site_id"),
         (add_members(&group, &[&user, "not-a-uuid"]), "mutations[3].add_group_members.user_ids[1]"),
-        (create_report(&new_id(), "not-a-uuid", &user, pb::ReportVisibility::AllUsers), "mutations[3].create_report.site_id"),
+        (
+            create_report(&new_id(), "not-a-uuid", &user, pb::ReportVisibility::AllUsers),
+            "mutations[3].create_report.site_id",
+        ),
         (delete_report("not-a-uuid"), "mutations[3].delete_report.report_id"),
     ];
     for (bad, field) in cases {
@@ -321,7 +325,11 @@ async fn a_negative_page_size_is_invalid_argument(mut app: TestApp) {
         app.admin.list_groups(pb::ListGroupsRequest { page_size, ..Default::default() }).await.unwrap_err(),
         app.admin.list_reports(pb::ListReportsRequest { page_size, ..Default::default() }).await.unwrap_err(),
         app.admin
-            .list_group_members(pb::ListGroupMembersRequest { group_id: group.clone(), page_size, ..Default::default() })
+            .list_group_members(pb::ListGroupMembersRequest {
+                group_id: group.clone(),
+                page_size,
+                ..Default::default()
+            })
             .await
             .unwrap_err(),
         app.admin

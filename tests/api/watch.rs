@@ -16,12 +16,22 @@ async fn watching_from_revision_zero_streams_every_committed_batch_in_order_with
     let [owner, user, site, group, report] = [new_id(), new_id(), new_id(), new_id(), new_id()];
     let batches: Vec<(Option<&str>, Vec<Op>)> = vec![
         (None, vec![create_user(&owner, &email_of(&owner), Role::Owner)]),
-        (None, vec![
-            create_user(&user, &email_of(&user), Role::User),
-            create_site(&site, "shop"),
-            grant_user(&user, &site, Level::View),
-        ]),
-        (None, vec![create_group(&group, "editors"), add_members(&group, &[&user]), grant_group_all_sites(&group, Level::Edit)]),
+        (
+            None,
+            vec![
+                create_user(&user, &email_of(&user), Role::User),
+                create_site(&site, "shop"),
+                grant_user(&user, &site, Level::View),
+            ],
+        ),
+        (
+            None,
+            vec![
+                create_group(&group, "editors"),
+                add_members(&group, &[&user]),
+                grant_group_all_sites(&group, Level::Edit),
+            ],
+        ),
         (None, vec![rename_site(&site, "web shop")]),
         (Some(&user), vec![create_report(&report, &site, &user, ReportVisibility::AuthorOnly)]),
     ];
@@ -40,13 +50,16 @@ async fn watching_from_revision_zero_streams_every_committed_batch_in_order_with
     assert_eq!(received_revisions, revisions, "every batch, in commit order, at the revision Mutate answered");
     assert_consecutive(&received_revisions);
     let kinds: Vec<Vec<&str>> = received.iter().map(|batch| kinds_of(batch)).collect();
-    assert_eq!(kinds, vec![
-        vec!["user_created"],
-        vec!["user_created", "site_created", "grant_set"],
-        vec!["group_created", "member_added", "grant_set"],
-        vec!["site_updated"],
-        vec!["report_created"],
-    ]);
+    assert_eq!(
+        kinds,
+        vec![
+            vec!["user_created"],
+            vec!["user_created", "site_created", "grant_set"],
+            vec!["group_created", "member_added", "grant_set"],
+            vec!["site_updated"],
+            vec!["report_created"],
+        ]
+    );
     let Some(Kind::UserCreated(created)) = &received[1].changes[0].kind else { unreachable!() };
     assert_eq!((created.id.as_str(), created.email.as_str()), (user.as_str(), email_of(&user).as_str()));
     assert_eq!(received[1].changes[2].kind, Some(Kind::GrantSet(user_site_grant(&user, &site, Level::View))));
@@ -63,7 +76,9 @@ async fn watching_from_revision_zero_streams_every_committed_batch_in_order_with
     let mut cascade_kinds: Vec<&str> = cascades.iter().map(kind_of).collect();
     cascade_kinds.sort();
     assert_eq!(cascade_kinds, ["grant_set", "member_removed", "report_updated"]);
-    assert!(cascades.contains(&pb::Change { kind: Some(Kind::GrantSet(user_site_grant(&user, &site, Level::NoAccess))) }));
+    assert!(
+        cascades.contains(&pb::Change { kind: Some(Kind::GrantSet(user_site_grant(&user, &site, Level::NoAccess))) })
+    );
     assert!(cascades.contains(&pb::Change {
         kind: Some(Kind::MemberRemoved(pb::Membership { group_id: group.clone(), user_id: user.clone() }))
     }));
