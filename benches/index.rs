@@ -9,6 +9,10 @@
 //!   commit to a SQLite file, publish) without the transport, whose default
 //!   4 MiB message limit a 100k-grant batch exceeds.
 //!
+//! - `memory/pointer_chase_256MiB`: one dependent read from a random place in
+//!   256 MiB, the machine's cost of a cache and TLB miss: the floor under a
+//!   decision on an index larger than the caches.
+//!
 //! `cargo bench --bench index` runs S and M; `WARDEN_BENCH_SIZES=S,M,XL` adds XL
 //! (several GB of memory and minutes of set-up). Filter as usual:
 //! `cargo bench --bench index -- decide/M`.
@@ -271,6 +275,33 @@ fn bench_mutate(criterion: &mut Criterion, fixture: &Fixture) {
     group.finish();
 }
 
+/// Follows a random cycle through 256 MiB of slots: every read depends on
+/// the one before and misses the caches, as a decision's lookups on an XL
+/// index do.
+fn bench_memory_latency(criterion: &mut Criterion) {
+    const SLOTS: usize = 256 << 20 >> 3;
+    let mut group = criterion.benchmark_group("memory");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("pointer_chase_256MiB", |b| {
+        // Sattolo's shuffle: a single cycle through every slot.
+        let mut next: Vec<u64> = (0..SLOTS as u64).collect();
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        for i in (1..SLOTS).rev() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let j = (state % i as u64) as usize;
+            next.swap(i, j);
+        }
+        let mut at = 0_u64;
+        b.iter(|| {
+            at = next[at as usize];
+            black_box(at)
+        });
+    });
+    group.finish();
+}
+
 /// The sizes named in `WARDEN_BENCH_SIZES` (comma-separated: `S,M,XL`); S and M by default.
 fn sizes_from_env() -> Vec<DatasetSize> {
     let raw = std::env::var("WARDEN_BENCH_SIZES").unwrap_or_else(|_| "S,M".to_owned());
@@ -282,6 +313,7 @@ fn sizes_from_env() -> Vec<DatasetSize> {
 
 fn main() {
     let mut criterion = Criterion::default().configure_from_args();
+    bench_memory_latency(&mut criterion);
     for size in sizes_from_env() {
         let fixture = Fixture::new(size);
         bench_decide(&mut criterion, &fixture);

@@ -78,7 +78,7 @@ impl Index {
     ) -> (Vec<SiteAccess>, bool) {
         let Some(entry) = self.users.get(&user) else { return (Vec::new(), false) };
         let from = after.map_or(Bound::Unbounded, Bound::Excluded);
-        let groups: Vec<_> = entry.groups.iter().filter_map(|g| self.groups.get(g)).collect();
+        let groups: Vec<_> = entry.groups.iter().filter_map(|g| self.groups.get(&g)).collect();
         let wildcard = groups.iter().map(|g| g.grants.all_sites).fold(entry.grants.all_sites, Level::max);
         let candidates: Box<dyn Iterator<Item = SiteId>> = if entry.role == Role::Owner || wildcard >= min_level {
             // Every site qualifies.
@@ -110,18 +110,18 @@ impl Index {
         let owners: Vec<UserId> =
             self.owners.iter().map(|(_, id)| *id).filter(|id| after < Some(*id)).sorted().collect();
         let direct = site_entry.grantees.iter().filter_map(|s| match s {
-            Subject::User(id) if after < Some(*id) => Some(*id),
+            Subject::User(id) if after < Some(id) => Some(id),
             _ => None,
         });
         let granted_groups = site_entry.grantees.iter().filter_map(|s| match s {
-            Subject::Group(id) => Some(*id),
+            Subject::Group(id) => Some(id),
             Subject::User(_) => None,
         });
         let groups: Vec<GroupId> = granted_groups.chain(self.all_sites_groups.iter().copied()).unique().collect();
         let members = groups
             .iter()
             .filter_map(|g| self.groups.get(g))
-            .map(|g| Box::new(g.members.range((from, Bound::Unbounded)).copied()) as Box<dyn Iterator<Item = UserId>>);
+            .map(|g| Box::new(g.members.range_from(from)) as Box<dyn Iterator<Item = UserId>>);
         let sources: Vec<Box<dyn Iterator<Item = UserId>>> = vec![
             Box::new(owners.into_iter()),
             Box::new(direct),
@@ -213,7 +213,7 @@ impl Index {
             paths.push(path(PathKind::Owner, Level::Manage, None));
         }
         if let Some(level) = entry.grants.sites.get(&site) {
-            paths.push(path(PathKind::Direct, *level, None));
+            paths.push(path(PathKind::Direct, level, None));
         }
         if entry.grants.all_sites > Level::NoAccess {
             paths.push(path(PathKind::AllSites, entry.grants.all_sites, None));
@@ -222,10 +222,10 @@ impl Index {
         // each by group id (a user's groups are kept sorted), so every call
         // and every replica answers alike.
         let groups: Vec<_> =
-            entry.groups.iter().filter_map(|id| self.groups.get(id).map(|group| (*id, group))).collect();
+            entry.groups.iter().filter_map(|id| self.groups.get(&id).map(|group| (id, group))).collect();
         for (id, group) in &groups {
             if let Some(level) = group.grants.sites.get(&site) {
-                paths.push(path(PathKind::Group(*id), *level, Some(&group.name)));
+                paths.push(path(PathKind::Group(*id), level, Some(&group.name)));
             }
         }
         for (id, group) in &groups {

@@ -8,9 +8,11 @@
 //! batch is committed the clone is published whole, so a reader sees either
 //! all of a batch or none of it.
 
+mod build;
 mod decide;
 mod lookup;
 mod plan;
+mod sorted;
 
 use std::sync::Arc;
 
@@ -20,12 +22,12 @@ use rustc_hash::FxBuildHasher;
 pub use decide::Decision;
 pub use lookup::{AccessPath, Explanation, PathKind, ReportAccess, SiteAccess, UserAccess};
 pub use plan::Plan;
+use sorted::{SmallOrdMap, SmallOrdSet};
 
 use crate::model::{
     Change, Grant, GroupId, Level, ReportId, Revision, Role, SiteId, Subject, Target, Timestamp, UserId, Visibility,
     validate,
 };
-use crate::store::Snapshot;
 
 type Map<K, V> = imbl::GenericHashMap<K, V, FxBuildHasher, DefaultSharedPtr>;
 type Set<A> = imbl::GenericHashSet<A, FxBuildHasher, DefaultSharedPtr>;
@@ -57,18 +59,18 @@ struct UserEntry {
     role: Role,
     created_at: Timestamp,
     email_key: Arc<str>,
-    groups: SortedVec<GroupId>,
+    groups: SmallOrdSet<GroupId>,
     grants: Grants,
     /// Reports this user authored (or inherited).
-    reports: SortedVec<ReportId>,
+    reports: SmallOrdSet<ReportId>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
 struct SiteEntry {
     /// Subjects holding a grant on this site (their levels live with them),
     /// ordered so that lookups can page through users by id.
-    grantees: imbl::OrdSet<Subject>,
-    reports: SortedVec<ReportId>,
+    grantees: SmallOrdSet<Subject>,
+    reports: SmallOrdSet<ReportId>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -78,75 +80,41 @@ struct GroupEntry {
     name_key: Arc<str>,
     external_id: Option<Arc<str>>,
     /// Ordered so that lookups can page through members by id.
-    members: imbl::OrdSet<UserId>,
+    members: SmallOrdSet<UserId>,
     grants: Grants,
-}
-
-/// A small sorted set: a user's groups and reports, a site's reports. Far
-/// leaner than a persistent set for the few items these hold; entries are
-/// copied on write (`Arc::make_mut`), which a handful of ids makes cheap.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct SortedVec<T>(Vec<T>);
-
-impl<T> Default for SortedVec<T> {
-    fn default() -> Self {
-        SortedVec(Vec::new())
-    }
-}
-
-impl<T: Ord + Copy> SortedVec<T> {
-    fn insert(&mut self, item: T) {
-        if let Err(at) = self.0.binary_search(&item) {
-            self.0.insert(at, item);
-        }
-    }
-
-    fn remove(&mut self, item: &T) {
-        if let Ok(at) = self.0.binary_search(item) {
-            self.0.remove(at);
-        }
-    }
-
-    fn iter(&self) -> std::slice::Iter<'_, T> {
-        self.0.iter()
-    }
-
-    fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 /// The grants of one subject.
 #[derive(Clone, Debug, Default, PartialEq)]
 struct Grants {
     /// Ordered so that lookups can page through a subject's sites by id.
-    sites: imbl::OrdMap<SiteId, Level>,
+    sites: SmallOrdMap<SiteId, Level>,
     /// The all-sites wildcard; `NoAccess` when there is none.
     all_sites: Level,
 }
 
 impl Grants {
-    fn level_on(&self, site: SiteId) -> Level {
-        let direct = self.sites.get(&site).copied().unwrap_or_default();
-        direct.max(self.all_sites)
+    /// The level granted on `site` itself (not through the wildcard).
+    fn on_site(&self, site: SiteId) -> Level {
+        self.sites.get(&site).unwrap_or_default()
     }
 
     fn level_on_target(&self, target: Target) -> Level {
         match target {
-            Target::Site(site) => self.sites.get(&site).copied().unwrap_or_default(),
+            Target::Site(site) => self.on_site(site),
             Target::AllSites => self.all_sites,
         }
     }
 
     /// The sites granted, in id order, from `from` on.
     fn sites_from(&self, from: std::ops::Bound<SiteId>) -> impl Iterator<Item = SiteId> + '_ {
-        self.sites.range((from, std::ops::Bound::Unbounded)).map(|(site, _)| *site)
+        self.sites.range_from(from).map(|(site, _)| site)
     }
 
     /// Every grant held, all-sites first, for cascades.
     fn targets(&self) -> impl Iterator<Item = Target> + '_ {
         let all = (self.all_sites != Level::NoAccess).then_some(Target::AllSites);
-        all.into_iter().chain(self.sites.keys().map(|s| Target::Site(*s)))
+        all.into_iter().chain(self.sites.keys().map(Target::Site))
     }
 }
 
@@ -158,33 +126,6 @@ struct ReportEntry {
 }
 
 impl Index {
-    /// Builds the index from a storage snapshot. It goes through the same
-    /// steps as applying changes, so a rebuilt index equals the one that
-    /// increments built (a property test holds this).
-    pub fn from_snapshot(snapshot: &Snapshot) -> Index {
-        let mut index = Index::default();
-        for user in &snapshot.users {
-            index.insert_user(user.id, &validate::email_key(&user.email), user.role, user.created_at);
-        }
-        for site in &snapshot.sites {
-            index.insert_site(site.id);
-        }
-        for group in &snapshot.groups {
-            index.insert_group(group.id, &group.name, group.external_id.as_deref());
-        }
-        for &(group_id, user_id) in &snapshot.memberships {
-            index.add_member(group_id, user_id);
-        }
-        for grant in &snapshot.grants {
-            index.set_grant(grant);
-        }
-        for report in &snapshot.reports {
-            index.insert_report(report.id, report.site_id, report.author, report.visibility);
-        }
-        index.revision = snapshot.revision;
-        index
-    }
-
     /// The revision of the last batch applied.
     pub fn revision(&self) -> Revision {
         self.revision
@@ -324,9 +265,9 @@ impl Index {
             role,
             created_at,
             email_key,
-            groups: SortedVec::default(),
+            groups: SmallOrdSet::default(),
             grants: Grants::default(),
-            reports: SortedVec::default(),
+            reports: SmallOrdSet::default(),
         };
         self.users.insert(id, Arc::new(entry));
     }
@@ -347,7 +288,7 @@ impl Index {
             name: name.into(),
             name_key,
             external_id,
-            members: imbl::OrdSet::default(),
+            members: SmallOrdSet::default(),
             grants: Grants::default(),
         };
         self.groups.insert(id, Arc::new(entry));

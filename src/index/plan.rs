@@ -240,7 +240,7 @@ impl Draft {
         }
         let Some(entry) = self.index.users.get(&user_id).cloned() else { return Ok(()) };
         for group_id in entry.groups.iter() {
-            self.emit(Change::MemberRemoved { group_id: *group_id, user_id });
+            self.emit(Change::MemberRemoved { group_id, user_id });
         }
         for target in entry.grants.targets().collect::<Vec<_>>() {
             let grant = Grant { subject: Subject::User(user_id), target, level: Level::NoAccess };
@@ -257,12 +257,7 @@ impl Draft {
                 )));
             };
             for report_id in entry.reports.iter() {
-                self.emit(Change::ReportUpdated {
-                    report_id: *report_id,
-                    name: None,
-                    visibility: None,
-                    author: Some(heir),
-                });
+                self.emit(Change::ReportUpdated { report_id, name: None, visibility: None, author: Some(heir) });
             }
         }
         self.emit(Change::UserDeleted { user_id });
@@ -297,11 +292,11 @@ impl Draft {
         self.require_site(site_id)?;
         let Some(entry) = self.index.sites.get(&site_id).cloned() else { return Ok(()) };
         for subject in entry.grantees.iter() {
-            let grant = Grant { subject: *subject, target: Target::Site(site_id), level: Level::NoAccess };
+            let grant = Grant { subject, target: Target::Site(site_id), level: Level::NoAccess };
             self.emit(Change::GrantSet { grant });
         }
         for report_id in entry.reports.iter() {
-            self.emit(Change::ReportDeleted { report_id: *report_id });
+            self.emit(Change::ReportDeleted { report_id });
         }
         self.emit(Change::SiteDeleted { site_id });
         Ok(())
@@ -357,7 +352,7 @@ impl Draft {
         self.require_group(group_id)?;
         let Some(entry) = self.index.groups.get(&group_id).cloned() else { return Ok(()) };
         for user_id in entry.members.iter() {
-            self.emit(Change::MemberRemoved { group_id, user_id: *user_id });
+            self.emit(Change::MemberRemoved { group_id, user_id });
         }
         for target in entry.grants.targets().collect::<Vec<_>>() {
             let grant = Grant { subject: Subject::Group(group_id), target, level: Level::NoAccess };

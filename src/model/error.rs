@@ -34,6 +34,16 @@ impl ModelError {
         ModelError::PermissionDenied(reason.into())
     }
 
+    /// Places a malformed field inside `parent` (`resource` → `checks[3].resource`).
+    pub fn within(self, parent: &str) -> Self {
+        match self {
+            ModelError::InvalidArgument { field, reason } => {
+                ModelError::InvalidArgument { field: format!("{parent}.{field}"), reason }
+            }
+            other => other,
+        }
+    }
+
     /// Prefixes the message with the position of the mutation in its batch,
     /// so that the caller knows which one failed.
     pub fn in_mutation(self, index: usize) -> Self {

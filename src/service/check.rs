@@ -19,21 +19,17 @@ impl CheckApi {
     }
 }
 
-fn answer(index: &Index, query: &CheckQuery) -> pb::CheckResponse {
+fn answer(index: &Index, query: &CheckQuery, revision: &str) -> pb::CheckResponse {
     let Decision { allowed, level } = index.decide(query.user, query.resource, query.action);
-    pb::CheckResponse {
-        allowed,
-        effective_level: convert::level_to_pb(level) as i32,
-        revision: index.revision().to_string(),
-    }
+    pb::CheckResponse { allowed, effective_level: convert::level_to_pb(level) as i32, revision: revision.to_owned() }
 }
 
 #[tonic::async_trait]
 impl pb::check_service_server::CheckService for CheckApi {
     async fn check(&self, request: Request<pb::CheckRequest>) -> Result<Response<pb::CheckResponse>, Status> {
-        let query = convert::check_query("", request.into_inner())?;
+        let query = convert::check_query(request.into_inner())?;
         let index = self.engine.index_at_least(query.at_least_revision).await?;
-        Ok(Response::new(answer(&index, &query)))
+        Ok(Response::new(answer(&index, &query, &index.revision().to_string())))
     }
 
     async fn check_batch(
@@ -42,8 +38,9 @@ impl pb::check_service_server::CheckService for CheckApi {
     ) -> Result<Response<pb::CheckBatchResponse>, Status> {
         let (queries, at_least_revision) = convert::check_batch(request.into_inner())?;
         let index = self.engine.index_at_least(at_least_revision).await?;
-        let results = queries.iter().map(|query| answer(&index, query)).collect();
-        Ok(Response::new(pb::CheckBatchResponse { results, revision: index.revision().to_string() }))
+        let revision = index.revision().to_string();
+        let results = queries.iter().map(|query| answer(&index, query, &revision)).collect();
+        Ok(Response::new(pb::CheckBatchResponse { results, revision }))
     }
 
     async fn lookup_sites(

@@ -100,9 +100,12 @@ fn visibility(field: &str, raw: i32, default: Option<Visibility>) -> Result<Visi
 
 pub fn resource(field: &str, raw: Option<pb::Resource>) -> Result<Resource, ModelError> {
     use pb::resource::Kind;
+    // Field names are spelled out only on error: a CheckBatch converts thousands of these.
     match raw.and_then(|r| r.kind) {
-        Some(Kind::SiteId(id)) => Ok(Resource::Site(SiteId(uuid(&format!("{field}.site_id"), &id)?))),
-        Some(Kind::ReportId(id)) => Ok(Resource::Report(ReportId(uuid(&format!("{field}.report_id"), &id)?))),
+        Some(Kind::SiteId(id)) => Ok(Resource::Site(SiteId(uuid("site_id", &id).map_err(|e| e.within(field))?))),
+        Some(Kind::ReportId(id)) => {
+            Ok(Resource::Report(ReportId(uuid("report_id", &id).map_err(|e| e.within(field))?)))
+        }
         Some(Kind::Instance(_)) => Ok(Resource::Instance),
         None => Err(ModelError::invalid(field, "is required: one of site_id, report_id, instance")),
     }
@@ -117,13 +120,13 @@ fn subject(field: &str, raw: Option<pb::Subject>) -> Result<Subject, ModelError>
     }
 }
 
-/// Checks one `CheckRequest`; `prefix` locates it inside a batch.
-pub fn check_query(prefix: &str, request: pb::CheckRequest) -> Result<CheckQuery, ModelError> {
+/// Checks one `CheckRequest`.
+pub fn check_query(request: pb::CheckRequest) -> Result<CheckQuery, ModelError> {
     Ok(CheckQuery {
-        user: UserId(uuid(&format!("{prefix}user_id"), &request.user_id)?),
-        resource: resource(&format!("{prefix}resource"), request.resource)?,
-        action: action(&format!("{prefix}action"), request.action)?,
-        at_least_revision: revision(&format!("{prefix}at_least_revision"), &request.at_least_revision)?,
+        user: UserId(uuid("user_id", &request.user_id)?),
+        resource: resource("resource", request.resource)?,
+        action: action("action", request.action)?,
+        at_least_revision: revision("at_least_revision", &request.at_least_revision)?,
     })
 }
 
@@ -139,7 +142,7 @@ pub fn check_batch(request: pb::CheckBatchRequest) -> Result<(Vec<CheckQuery>, O
         .checks
         .into_iter()
         .enumerate()
-        .map(|(i, check)| check_query(&format!("checks[{i}]."), check))
+        .map(|(i, check)| check_query(check).map_err(|e| e.within(&format!("checks[{i}]"))))
         .collect::<Result<_, _>>()?;
     Ok((queries, at_least))
 }
