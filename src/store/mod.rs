@@ -17,6 +17,7 @@ mod bulk;
 mod convert;
 mod entity;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +29,7 @@ use sea_orm::{
     DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait, IsolationLevel, ModelTrait, QueryFilter,
     QueryOrder, QuerySelect, RuntimeErr, Select, SqliteTransactionMode, TransactionOptions, TransactionTrait, Value,
 };
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OwnedMutexGuard};
 use uuid::Uuid;
 
 use crate::model::{
@@ -51,6 +52,13 @@ const SQLITE_POOL_SIZE: u32 = 8;
 /// How long a SQLite statement waits for another connection's write lock.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Changelog entries or idempotency keys per multi-row insert (4 bound
+/// values a row, far below either backend's parameter limit).
+const LOG_INSERT_CHUNK: usize = 1_000;
+
+/// Idempotency keys per lookup (one bound value each).
+const KEY_LOOKUP_CHUNK: usize = 1_000;
+
 /// Rows per query while loading a snapshot: bounds the memory of rows in
 /// flight when tables hold millions of rows.
 const SNAPSHOT_CHUNK: u64 = 50_000;
@@ -66,7 +74,7 @@ pub struct Store {
 }
 
 /// Why storage failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database cannot be reached or is overloaded; a retry may succeed.
     #[error("storage unavailable: {0}")]
@@ -213,40 +221,28 @@ impl Store {
     /// appends the changes to the changelog at `head + 1`, and records the
     /// idempotency key's result if there is one. Returns the new revision.
     ///
-    /// Writers are serialized (a process-wide lock, then SQLite's write lock
-    /// taken at `BEGIN IMMEDIATE` or a PostgreSQL advisory lock), so revisions
-    /// commit in order without gaps. Committing a key that is already
-    /// recorded fails: ask `idempotent_result` first.
+    /// Committing a key that is already recorded fails: ask
+    /// `idempotent_result` first.
     pub async fn commit(&self, commit: Commit<'_>) -> Result<Revision, StoreError> {
-        let _writer = self.writer.lock().await;
-        let txn = self.begin_write().await?;
-        let head = head_revision_of(&txn).await?;
-        if let Some(judged_at) = commit.judged_at
-            && judged_at != head
-        {
-            return Err(StoreError::Stale { judged_at, head });
-        }
-        let revision = head + 1;
-        let stored_revision = stored_revision(revision)?;
-        apply::apply_changes(&txn, commit.changes).await?;
-        let entry = changelog::ActiveModel {
-            revision: Set(stored_revision),
-            committed_at: Set(commit.committed_at.0),
-            actor_id: Set(commit.actor.map(|UserId(id)| id)),
-            changes: Set(to_json(commit.changes)?),
-        };
-        changelog::Entity::insert(entry).exec_without_returning(&txn).await?;
-        if let Some(key) = commit.idempotency_key {
-            let result = idempotency_key::ActiveModel {
-                key: Set(key.to_owned()),
-                revision: Set(stored_revision),
-                ids: Set(to_json(commit.ids)?),
-                created_at: Set(commit.committed_at.0),
-            };
-            idempotency_key::Entity::insert(result).exec_without_returning(&txn).await?;
-        }
+        let mut txn = self.begin_commit().await?;
+        let revision = txn.append(&[commit]).await?;
         txn.commit().await?;
         Ok(revision)
+    }
+
+    /// Begins a transaction that appends batches at the head of the
+    /// changelog; it holds the writers' lock until committed or dropped
+    /// (dropping it rolls everything back).
+    ///
+    /// Writers are serialized (a process-wide lock, then SQLite's write lock
+    /// taken at `BEGIN IMMEDIATE` or a PostgreSQL advisory lock), so revisions
+    /// commit in order without gaps, and the head read here stays the head
+    /// until this transaction ends.
+    pub async fn begin_commit(&self) -> Result<CommitTxn, StoreError> {
+        let writer = self.writer.clone().lock_owned().await;
+        let txn = self.begin_write().await?;
+        let head = head_revision_of(&txn).await?;
+        Ok(CommitTxn { txn, head, _writer: writer })
     }
 
     /// The committed result of an idempotency key, if any: (revision, ids).
@@ -483,6 +479,95 @@ impl Store {
             _ => self.db.begin().await?,
         };
         Ok(txn)
+    }
+}
+
+/// A write transaction at the head of the changelog (see
+/// [`Store::begin_commit`]). Dropped uncommitted, it leaves no trace.
+pub struct CommitTxn {
+    txn: DatabaseTransaction,
+    /// The revision of the last batch in storage, including those appended here.
+    head: Revision,
+    _writer: OwnedMutexGuard<()>,
+}
+
+impl CommitTxn {
+    /// The revision of the last batch: the storage head when the transaction
+    /// began, plus the batches appended since.
+    pub fn head(&self) -> Revision {
+        self.head
+    }
+
+    /// The committed results of those `keys` that are recorded: key →
+    /// (revision, ids). Read under the writers' lock, so no other writer
+    /// can record one of them before this transaction ends.
+    pub async fn idempotent_results(
+        &self,
+        keys: &[&str],
+    ) -> Result<HashMap<String, (Revision, Vec<String>)>, StoreError> {
+        let mut found = HashMap::new();
+        for chunk in keys.chunks(KEY_LOOKUP_CHUNK) {
+            let rows = idempotency_key::Entity::find()
+                .filter(idempotency_key::Column::Key.is_in(chunk.iter().copied()))
+                .all(&self.txn)
+                .await?;
+            for row in rows {
+                found.insert(row.key, (revision_of(row.revision)?, from_json(&row.ids)?));
+            }
+        }
+        Ok(found)
+    }
+
+    /// Appends `commits` in order, each at its own revision from `head + 1`
+    /// on with its own changelog entry and idempotency key, and returns the
+    /// revision of the last. A commit judged at another revision than the
+    /// one it follows is refused with [`StoreError::Stale`].
+    ///
+    /// The changes of all commits are written as one sequence (consecutive
+    /// grant changes of several commits share their statements), and the
+    /// changelog entries and keys go in multi-row inserts: a group of small
+    /// batches costs about as many statements as one.
+    pub async fn append(&mut self, commits: &[Commit<'_>]) -> Result<Revision, StoreError> {
+        let mut entries = Vec::with_capacity(commits.len());
+        let mut keys = Vec::new();
+        for (revision, commit) in (self.head + 1..).zip(commits) {
+            if let Some(judged_at) = commit.judged_at
+                && judged_at + 1 != revision
+            {
+                return Err(StoreError::Stale { judged_at, head: revision - 1 });
+            }
+            let stored_revision = stored_revision(revision)?;
+            entries.push(changelog::ActiveModel {
+                revision: Set(stored_revision),
+                committed_at: Set(commit.committed_at.0),
+                actor_id: Set(commit.actor.map(|UserId(id)| id)),
+                changes: Set(to_json(commit.changes)?),
+            });
+            if let Some(key) = commit.idempotency_key {
+                keys.push(idempotency_key::ActiveModel {
+                    key: Set(key.to_owned()),
+                    revision: Set(stored_revision),
+                    ids: Set(to_json(commit.ids)?),
+                    created_at: Set(commit.committed_at.0),
+                });
+            }
+        }
+        let changes: Vec<&Change> = commits.iter().flat_map(|commit| commit.changes).collect();
+        apply::apply_changes(&self.txn, &changes).await?;
+        for chunk in entries.chunks(LOG_INSERT_CHUNK) {
+            changelog::Entity::insert_many(chunk.to_vec()).exec_without_returning(&self.txn).await?;
+        }
+        for chunk in keys.chunks(LOG_INSERT_CHUNK) {
+            idempotency_key::Entity::insert_many(chunk.to_vec()).exec_without_returning(&self.txn).await?;
+        }
+        self.head += commits.len() as Revision;
+        Ok(self.head)
+    }
+
+    /// Makes every appended batch durable at once.
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.txn.commit().await?;
+        Ok(())
     }
 }
 
