@@ -1,21 +1,35 @@
 //! The engine joins the index and the store: it publishes the current index
-//! for readers and runs writes one at a time (judge on the index, commit to
-//! storage, publish the judged index at the committed revision).
+//! for readers and runs writes one group at a time.
+//!
+//! Writes are group-committed. A `Mutate` joins a queue; one committer task
+//! at a time takes every queued batch, judges them one after another (each
+//! on the index the previous one produced, each with its own revision), and
+//! commits the accepted ones together in one storage transaction, then
+//! publishes the last index. A batch the rules refuse fails alone; if the
+//! transaction fails, every batch of the group fails and nothing is
+//! published. Under load, one transaction (and its round trips to storage)
+//! serves many batches.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use thiserror::Error;
-use tokio::sync::{Mutex, watch};
+use tokio::sync::{Mutex, MutexGuard, oneshot, watch};
 use tracing::{info, warn};
 
 use crate::index::Index;
-use crate::model::{ModelError, Mutation, Revision, Timestamp, UserId};
-use crate::store::{Commit, Store, StoreError};
+use crate::model::{Change, ModelError, Mutation, Revision, Timestamp, UserId};
+use crate::store::{Commit, CommitTxn, Store, StoreError};
 
 /// How long a read waits for the index to reach the revision it asks for.
 pub const REVISION_WAIT: Duration = Duration::from_secs(5);
+
+/// Batches of at most this many mutations are judged on the committer task
+/// itself (a few microseconds each); larger ones on the blocking pool, so
+/// that judging a big batch never stalls the async workers serving reads.
+const INLINE_PLAN_LIMIT: usize = 64;
 
 /// Why the engine could not serve a request.
 #[derive(Debug, Error)]
@@ -48,15 +62,52 @@ pub struct Committed {
 }
 
 pub struct Engine {
+    shared: Arc<Shared>,
+}
+
+/// The engine's state, shared with the committer task (which must outlive a
+/// cancelled `Mutate` call: the batches of its group belong to other calls).
+struct Shared {
     store: Store,
     /// How many revisions the changelog keeps for watchers (at least 1).
     changelog_retention: u64,
     /// The published index; `None` until loaded. Readers take a snapshot of
     /// the pointer and never wait for writers.
     index: ArcSwapOption<Index>,
-    /// Serializes writers of this process (storage serializes across processes).
+    /// Held while loading the index or committing a group: serializes the
+    /// writers of this process (storage serializes across processes).
     writer: Mutex<()>,
     revision_tx: watch::Sender<Revision>,
+    queue: std::sync::Mutex<Queue>,
+    /// How many batches wait in the queue.
+    queued_tx: watch::Sender<usize>,
+}
+
+#[derive(Default)]
+struct Queue {
+    pending: Vec<Pending>,
+    /// Whether a committer task is running; it stops when the queue is
+    /// empty. INVARIANT: changed only with the queue locked, so a batch is
+    /// never queued without a committer to take it.
+    committer_running: bool,
+}
+
+/// A queued batch and where its answer goes.
+struct Pending {
+    command: MutateCommand,
+    reply_tx: oneshot::Sender<Result<Committed, EngineError>>,
+}
+
+impl Pending {
+    fn answer(self, result: Result<Committed, EngineError>) {
+        // The caller may have gone away; the batch's fate does not depend on it.
+        let _ = self.reply_tx.send(result);
+    }
+}
+
+/// Holds every write (they wait in the queue) until dropped.
+pub struct WritesPaused<'a> {
+    _writer: MutexGuard<'a, ()>,
 }
 
 impl Engine {
@@ -64,53 +115,61 @@ impl Engine {
     /// `changelog_retention` revisions (at least one: the head).
     pub fn new(store: Store, changelog_retention: u64) -> Engine {
         Engine {
-            store,
-            changelog_retention: changelog_retention.max(1),
-            index: ArcSwapOption::empty(),
-            writer: Mutex::new(()),
-            revision_tx: watch::channel(0).0,
+            shared: Arc::new(Shared {
+                store,
+                changelog_retention: changelog_retention.max(1),
+                index: ArcSwapOption::empty(),
+                writer: Mutex::new(()),
+                revision_tx: watch::channel(0).0,
+                queue: std::sync::Mutex::new(Queue::default()),
+                queued_tx: watch::channel(0).0,
+            }),
         }
     }
 
     /// The revision of the published index (0 before it is loaded). Reads
     /// from storage made after this call reflect at least this revision.
     pub fn published_revision(&self) -> Revision {
-        *self.revision_tx.borrow()
+        *self.shared.revision_tx.borrow()
     }
 
     /// Follows the revision of the published index.
     pub fn subscribe_revisions(&self) -> watch::Receiver<Revision> {
-        self.revision_tx.subscribe()
+        self.shared.revision_tx.subscribe()
+    }
+
+    /// Follows how many batches wait for the writer.
+    pub fn subscribe_queued_writes(&self) -> watch::Receiver<usize> {
+        self.shared.queued_tx.subscribe()
+    }
+
+    /// Holds every write until the returned guard is dropped: batches sent
+    /// meanwhile wait in the queue, and are then judged and committed as one
+    /// group (maintenance; tests use it to form a group deterministically).
+    pub async fn pause_writes(&self) -> WritesPaused<'_> {
+        WritesPaused { _writer: self.shared.writer.lock().await }
     }
 
     pub fn store(&self) -> &Store {
-        &self.store
+        &self.shared.store
     }
 
     /// Builds the index from storage and publishes it.
     pub async fn load(&self) -> Result<(), EngineError> {
-        let _writer = self.writer.lock().await;
-        let started = std::time::Instant::now();
-        let snapshot = self.store.load_snapshot().await?;
-        let index = tokio::task::spawn_blocking(move || Index::from_snapshot(&snapshot))
-            .await
-            .map_err(|e| StoreError::Internal(format!("index build panicked: {e}")))?;
-        let revision = index.revision();
-        info!(revision, users = index.user_count(), elapsed_ms = started.elapsed().as_millis() as u64, "index loaded");
-        self.publish(index);
-        Ok(())
+        let _writer = self.shared.writer.lock().await;
+        self.shared.load().await
     }
 
     /// The current index, once loaded.
     pub fn index(&self) -> Result<Arc<Index>, EngineError> {
-        self.index.load_full().ok_or(EngineError::NotReady)
+        self.shared.index()
     }
 
     /// The current index once it has reached `revision` (waiting, bounded).
     pub async fn index_at_least(&self, revision: Option<Revision>) -> Result<Arc<Index>, EngineError> {
         let index = self.index()?;
         let Some(wanted) = revision.filter(|wanted| *wanted > index.revision()) else { return Ok(index) };
-        let mut revision_rx = self.revision_tx.subscribe();
+        let mut revision_rx = self.shared.revision_tx.subscribe();
         let reached = tokio::time::timeout(REVISION_WAIT, revision_rx.wait_for(|at| *at >= wanted)).await;
         match reached {
             Ok(Ok(_)) => self.index(),
@@ -118,84 +177,283 @@ impl Engine {
         }
     }
 
-    /// Judges and commits one batch: all of it in one transaction with one
-    /// revision, or nothing.
+    /// Judges and commits one batch: all of it with one revision, or nothing.
+    /// The batch may share its storage transaction with other batches (see
+    /// the module documentation).
     pub async fn mutate(&self, command: MutateCommand) -> Result<Committed, EngineError> {
-        let key = command.idempotency_key.as_deref();
-        if let Some(committed) = self.idempotent_result(key).await? {
-            return Ok(committed);
-        }
-        let _writer = self.writer.lock().await;
-        // A retry with the same key may have committed while this one waited.
-        if let Some(committed) = self.idempotent_result(key).await? {
-            return Ok(committed);
-        }
-        let current = self.index()?;
-        if let Some(expected) = command.expected_revision
-            && expected != current.revision()
+        // A retry of a committed batch is answered without queuing.
+        if let Some(key) = command.idempotency_key.as_deref()
+            && let Some((revision, ids)) = self.shared.store.idempotent_result(key).await?
         {
-            return Err(ModelError::FailedPrecondition(format!(
-                "`expected_revision` is {expected} but the latest revision is {}",
-                current.revision()
-            ))
-            .into());
+            return Ok(Committed { revision, ids });
         }
-        let judged_on = current.clone();
-        let mutations = command.mutations;
-        let actor = command.actor;
-        let plan = tokio::task::spawn_blocking(move || judged_on.plan(actor, &mutations, Timestamp::now()))
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let start_committer = {
+            let mut queue = self.shared.lock_queue();
+            queue.pending.push(Pending { command, reply_tx });
+            self.shared.queued_tx.send_replace(queue.pending.len());
+            !std::mem::replace(&mut queue.committer_running, true)
+        };
+        if start_committer {
+            tokio::spawn(self.shared.clone().run_committer());
+        }
+        reply_rx.await.map_err(|_| StoreError::Internal("the committer stopped before answering".to_owned()))?
+    }
+}
+
+impl Shared {
+    fn index(&self) -> Result<Arc<Index>, EngineError> {
+        self.index.load_full().ok_or(EngineError::NotReady)
+    }
+
+    fn lock_queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        // The queue is consistent after every statement: a panic elsewhere cannot break it.
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Builds the index from storage and publishes it. The caller holds the writer lock.
+    async fn load(&self) -> Result<(), EngineError> {
+        let started = std::time::Instant::now();
+        let snapshot = self.store.load_snapshot().await?;
+        let index = tokio::task::spawn_blocking(move || Index::from_snapshot(&snapshot))
             .await
-            .map_err(|e| StoreError::Internal(format!("planning panicked: {e}")))??;
-
-        let commit = Commit {
-            changes: &plan.changes,
-            actor: command.actor,
-            ids: &plan.ids,
-            idempotency_key: key,
-            committed_at: Timestamp::now(),
-            judged_at: Some(current.revision()),
-        };
-        let revision = match self.store.commit(commit).await {
-            Ok(revision) => revision,
-            Err(StoreError::Stale { judged_at, head }) => {
-                // Another process committed since this index was built: the
-                // batch was judged on an old state and nothing was written.
-                // Storage holds the truth, so rebuild from it; the caller retries.
-                warn!(judged_at, head, "storage moved under the index; reloading");
-                drop(_writer);
-                self.load().await?;
-                return Err(StoreError::Stale { judged_at, head }.into());
-            }
-            Err(other) => return Err(other.into()),
-        };
-        let (next, ids) = plan.committed_at(revision);
-        self.publish(next);
-        self.prune_changelog(revision).await;
-        Ok(Committed { revision, ids })
-    }
-
-    /// Drops changelog entries older than the retention, every tenth of the
-    /// retention (so a write seldom pays for it). INVARIANT: the head entry
-    /// is never dropped, because the next revision is counted from it.
-    async fn prune_changelog(&self, revision: Revision) {
-        let every = self.changelog_retention.div_ceil(10).clamp(1, 1_000);
-        if revision <= self.changelog_retention || !revision.is_multiple_of(every) {
-            return;
-        }
-        if let Err(cause) = self.store.prune_changelog(revision - self.changelog_retention).await {
-            warn!(%cause, revision, "pruning the changelog failed; will retry later");
-        }
-    }
-
-    async fn idempotent_result(&self, key: Option<&str>) -> Result<Option<Committed>, EngineError> {
-        let Some(key) = key else { return Ok(None) };
-        let found = self.store.idempotent_result(key).await?;
-        Ok(found.map(|(revision, ids)| Committed { revision, ids }))
-    }
-
-    fn publish(&self, index: Index) {
+            .map_err(|e| StoreError::Internal(format!("index build panicked: {e}")))?;
         let revision = index.revision();
-        self.index.store(Some(Arc::new(index)));
+        info!(revision, users = index.user_count(), elapsed_ms = started.elapsed().as_millis() as u64, "index loaded");
+        self.publish(Arc::new(index));
+        Ok(())
+    }
+
+    fn publish(&self, index: Arc<Index>) {
+        let revision = index.revision();
+        self.index.store(Some(index));
         self.revision_tx.send_replace(revision);
     }
+
+    /// Commits queued groups until the queue is empty.
+    async fn run_committer(self: Arc<Self>) {
+        let _handover = CommitterHandover(self.clone());
+        loop {
+            let _writer = self.writer.lock().await;
+            let group = {
+                let mut queue = self.lock_queue();
+                if queue.pending.is_empty() {
+                    queue.committer_running = false;
+                    return;
+                }
+                self.queued_tx.send_replace(0);
+                std::mem::take(&mut queue.pending)
+            };
+            if let Some((first, last)) = self.commit_group(group).await {
+                self.prune_changelog(first, last).await;
+            }
+        }
+    }
+
+    /// Judges and commits one group, answers every batch of it, and returns
+    /// the revisions committed (first, last), if any.
+    async fn commit_group(&self, group: Vec<Pending>) -> Option<(Revision, Revision)> {
+        let Ok(current) = self.index() else { return fail_all(group, || EngineError::NotReady) };
+        let mut txn = match self.store.begin_commit().await {
+            Ok(txn) => txn,
+            Err(error) => return fail_all(group, || error.clone().into()),
+        };
+        if txn.head() != current.revision() {
+            // Another process committed since this index was built: storage
+            // holds the truth, so rebuild from it; the callers retry.
+            let stale = StoreError::Stale { judged_at: current.revision(), head: txn.head() };
+            warn!(judged_at = current.revision(), head = txn.head(), "storage moved under the index; reloading");
+            drop(txn);
+            if let Err(cause) = self.load().await {
+                warn!(%cause, "reloading the index failed");
+            }
+            return fail_all(group, || stale.clone().into());
+        }
+
+        let judged = match judge_group(&txn, current, group).await {
+            Ok(judged) => judged,
+            Err((error, group)) => return fail_all(group, || error.clone().into()),
+        };
+        let Some(last_index) = judged.last_index else {
+            // Nothing to write (every batch refused or answered by its key).
+            return None;
+        };
+        let commits: Vec<Commit<'_>> = judged.accepted.iter().map(Accepted::commit).collect();
+        let written = match txn.append(&commits).await {
+            Ok(_) => txn.commit().await,
+            Err(error) => Err(error),
+        };
+        drop(commits);
+        if let Err(error) = written {
+            let waiting = judged.accepted.into_iter().map(|accepted| accepted.pending).chain(judged.same_key);
+            for pending in waiting {
+                pending.answer(Err(error.clone().into()));
+            }
+            return None;
+        }
+        let first = judged.accepted[0].revision;
+        let last = last_index.revision();
+        // Published before any answer, so a caller that gets its revision
+        // finds it in the index.
+        self.publish(last_index);
+        let mut answers = HashMap::new();
+        for accepted in judged.accepted {
+            let committed = Committed { revision: accepted.revision, ids: accepted.ids };
+            if let Some(key) = accepted.pending.command.idempotency_key.clone() {
+                answers.insert(key, committed.clone());
+            }
+            accepted.pending.answer(Ok(committed));
+        }
+        for pending in judged.same_key {
+            let answer = pending.command.idempotency_key.as_ref().and_then(|key| answers.get(key)).cloned();
+            let answer = answer.ok_or_else(|| StoreError::Internal("an idempotency key lost its batch".to_owned()));
+            pending.answer(answer.map_err(EngineError::from));
+        }
+        Some((first, last))
+    }
+
+    /// Drops changelog entries older than the retention whenever the head
+    /// passes a multiple of a tenth of the retention (so a write seldom pays
+    /// for it). INVARIANT: the head entry is never dropped, because the next
+    /// revision is counted from it.
+    async fn prune_changelog(&self, first: Revision, last: Revision) {
+        let every = self.changelog_retention.div_ceil(10).clamp(1, 1_000);
+        if last <= self.changelog_retention || last / every == (first - 1) / every {
+            return;
+        }
+        if let Err(cause) = self.store.prune_changelog(last - self.changelog_retention).await {
+            warn!(%cause, revision = last, "pruning the changelog failed; will retry later");
+        }
+    }
+}
+
+/// Ends a committer: if it stops abnormally (a panic), the batches still
+/// queued get a new committer instead of waiting forever.
+struct CommitterHandover(Arc<Shared>);
+
+impl Drop for CommitterHandover {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let mut queue = self.0.lock_queue();
+        queue.committer_running = !queue.pending.is_empty();
+        if queue.committer_running {
+            tokio::spawn(self.0.clone().run_committer());
+        }
+    }
+}
+
+/// A batch accepted by the rules, waiting for the group's transaction.
+struct Accepted {
+    pending: Pending,
+    revision: Revision,
+    changes: Vec<Change>,
+    ids: Vec<String>,
+    committed_at: Timestamp,
+}
+
+impl Accepted {
+    fn commit(&self) -> Commit<'_> {
+        Commit {
+            changes: &self.changes,
+            actor: self.pending.command.actor,
+            ids: &self.ids,
+            idempotency_key: self.pending.command.idempotency_key.as_deref(),
+            committed_at: self.committed_at,
+            judged_at: Some(self.revision - 1),
+        }
+    }
+}
+
+/// A judged group: what to commit, and the index once it is committed.
+struct Judged {
+    accepted: Vec<Accepted>,
+    /// Batches whose idempotency key an accepted batch of the group carries:
+    /// they get its answer.
+    same_key: Vec<Pending>,
+    /// The index with every accepted batch applied, at the last one's revision.
+    last_index: Option<Arc<Index>>,
+}
+
+/// Judges the batches of a group in order, each on the index the previous
+/// accepted one produced. Refused batches, and retries of batches committed
+/// earlier, are answered here. Fails (handing the group back) only if
+/// storage cannot be read.
+async fn judge_group(
+    txn: &CommitTxn,
+    current: Arc<Index>,
+    group: Vec<Pending>,
+) -> Result<Judged, (StoreError, Vec<Pending>)> {
+    let keys: Vec<&str> = group.iter().filter_map(|pending| pending.command.idempotency_key.as_deref()).collect();
+    let stored = if keys.is_empty() {
+        HashMap::new()
+    } else {
+        match txn.idempotent_results(&keys).await {
+            Ok(stored) => stored,
+            Err(error) => return Err((error, group)),
+        }
+    };
+    let mut judged = Judged { accepted: Vec::new(), same_key: Vec::new(), last_index: None };
+    let mut judged_on = current;
+    for mut pending in group {
+        let command = &mut pending.command;
+        if let Some(key) = command.idempotency_key.as_deref() {
+            if let Some((revision, ids)) = stored.get(key) {
+                pending.answer(Ok(Committed { revision: *revision, ids: ids.clone() }));
+                continue;
+            }
+            if judged.accepted.iter().any(|a| a.pending.command.idempotency_key.as_deref() == Some(key)) {
+                judged.same_key.push(pending);
+                continue;
+            }
+        }
+        if let Some(expected) = command.expected_revision
+            && expected != judged_on.revision()
+        {
+            let latest = judged_on.revision();
+            let refused = ModelError::FailedPrecondition(format!(
+                "`expected_revision` is {expected} but the latest revision is {latest}"
+            ));
+            pending.answer(Err(refused.into()));
+            continue;
+        }
+        let mutations = std::mem::take(&mut command.mutations);
+        match plan(judged_on.clone(), command.actor, mutations).await {
+            Ok(mut plan) => {
+                let revision = judged_on.revision() + 1;
+                let changes = std::mem::take(&mut plan.changes);
+                let (next, ids) = plan.committed_at(revision);
+                judged_on = Arc::new(next);
+                judged.last_index = Some(judged_on.clone());
+                judged.accepted.push(Accepted { pending, revision, changes, ids, committed_at: Timestamp::now() });
+            }
+            Err(refused) => pending.answer(Err(refused)),
+        }
+    }
+    Ok(judged)
+}
+
+/// Judges one batch on `index`: inline when it is small, else on the
+/// blocking pool.
+async fn plan(
+    index: Arc<Index>,
+    actor: Option<UserId>,
+    mutations: Vec<Mutation>,
+) -> Result<crate::index::Plan, EngineError> {
+    if mutations.len() <= INLINE_PLAN_LIMIT {
+        return Ok(index.plan(actor, &mutations, Timestamp::now())?);
+    }
+    let planned = tokio::task::spawn_blocking(move || index.plan(actor, &mutations, Timestamp::now()))
+        .await
+        .map_err(|e| StoreError::Internal(format!("planning panicked: {e}")))?;
+    Ok(planned?)
+}
+
+/// Answers every batch of `group` with an error; nothing was committed.
+fn fail_all(group: Vec<Pending>, error: impl Fn() -> EngineError) -> Option<(Revision, Revision)> {
+    for pending in group {
+        pending.answer(Err(error()));
+    }
+    None
 }

@@ -27,8 +27,8 @@ const DELETE_CHUNK: usize = 200;
 
 /// Applies `changes` in order. Consecutive grant changes, which a batch may
 /// hold by the hundred thousand, are written together in multi-row statements.
-pub(super) async fn apply_changes<C: ConnectionTrait>(db: &C, changes: &[Change]) -> Result<(), DbErr> {
-    let both_grants = |a: &Change, b: &Change| matches!((a, b), (Change::GrantSet { .. }, Change::GrantSet { .. }));
+pub(super) async fn apply_changes<C: ConnectionTrait>(db: &C, changes: &[&Change]) -> Result<(), DbErr> {
+    let both_grants = |a: &&Change, b: &&Change| matches!((a, b), (Change::GrantSet { .. }, Change::GrantSet { .. }));
     for run in changes.chunk_by(both_grants) {
         if let [Change::GrantSet { .. }, ..] = run {
             let grants: Vec<Grant> = run

@@ -17,6 +17,7 @@ mod bulk;
 mod convert;
 mod entity;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +29,7 @@ use sea_orm::{
     DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait, IsolationLevel, ModelTrait, QueryFilter,
     QueryOrder, QuerySelect, RuntimeErr, Select, SqliteTransactionMode, TransactionOptions, TransactionTrait, Value,
 };
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OwnedMutexGuard};
 use uuid::Uuid;
 
 use crate::model::{
@@ -51,6 +52,13 @@ const SQLITE_POOL_SIZE: u32 = 8;
 /// How long a SQLite statement waits for another connection's write lock.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Changelog entries or idempotency keys per multi-row insert (4 bound
+/// values a row, far below either backend's parameter limit).
+const LOG_INSERT_CHUNK: usize = 1_000;
+
+/// Idempotency keys per lookup (one bound value each).
+const KEY_LOOKUP_CHUNK: usize = 1_000;
+
 /// Rows per query while loading a snapshot: bounds the memory of rows in
 /// flight when tables hold millions of rows.
 const SNAPSHOT_CHUNK: u64 = 50_000;
@@ -63,10 +71,16 @@ pub struct Store {
     /// they would otherwise poll for SQLite's write lock or hold a pooled
     /// connection while waiting for PostgreSQL's advisory lock.
     writer: Arc<Mutex<()>>,
+    /// The connection write transactions use. On a SQLite file, a pool of
+    /// one connection of its own: SQLite drops a connection's page cache
+    /// whenever another connection wrote, so commits taking turns on the
+    /// shared pool re-read their pages every time; with one writing
+    /// connection the cache stays warm. Elsewhere, the shared pool.
+    write_db: DatabaseConnection,
 }
 
 /// Why storage failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database cannot be reached or is overloaded; a retry may succeed.
     #[error("storage unavailable: {0}")]
@@ -137,8 +151,8 @@ impl Store {
         let mut options = ConnectOptions::new(database_url);
         // sea-orm otherwise logs every statement at INFO.
         options.sqlx_logging(false);
+        let in_memory = database_url.contains(":memory:") || database_url.contains("mode=memory");
         if database_url.starts_with("sqlite:") {
-            let in_memory = database_url.contains(":memory:") || database_url.contains("mode=memory");
             // A connection to a local file cannot go stale: skip the ping
             // that would otherwise precede every statement's acquire.
             options.test_before_acquire(false);
@@ -153,8 +167,14 @@ impl Store {
                 if in_memory { sqlite } else { sqlite.journal_mode(SqliteJournalMode::Wal) }
             });
         }
-        let db = Database::connect(options).await?;
-        Ok(Store { db, writer: Arc::new(Mutex::new(())) })
+        let db = Database::connect(options.clone()).await?;
+        let write_db = if database_url.starts_with("sqlite:") && !in_memory {
+            options.max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None);
+            Database::connect(options).await?
+        } else {
+            db.clone()
+        };
+        Ok(Store { db, write_db, writer: Arc::new(Mutex::new(())) })
     }
 
     /// Applies the pending migrations, in one transaction that holds the
@@ -213,40 +233,28 @@ impl Store {
     /// appends the changes to the changelog at `head + 1`, and records the
     /// idempotency key's result if there is one. Returns the new revision.
     ///
-    /// Writers are serialized (a process-wide lock, then SQLite's write lock
-    /// taken at `BEGIN IMMEDIATE` or a PostgreSQL advisory lock), so revisions
-    /// commit in order without gaps. Committing a key that is already
-    /// recorded fails: ask `idempotent_result` first.
+    /// Committing a key that is already recorded fails: ask
+    /// `idempotent_result` first.
     pub async fn commit(&self, commit: Commit<'_>) -> Result<Revision, StoreError> {
-        let _writer = self.writer.lock().await;
-        let txn = self.begin_write().await?;
-        let head = head_revision_of(&txn).await?;
-        if let Some(judged_at) = commit.judged_at
-            && judged_at != head
-        {
-            return Err(StoreError::Stale { judged_at, head });
-        }
-        let revision = head + 1;
-        let stored_revision = stored_revision(revision)?;
-        apply::apply_changes(&txn, commit.changes).await?;
-        let entry = changelog::ActiveModel {
-            revision: Set(stored_revision),
-            committed_at: Set(commit.committed_at.0),
-            actor_id: Set(commit.actor.map(|UserId(id)| id)),
-            changes: Set(to_json(commit.changes)?),
-        };
-        changelog::Entity::insert(entry).exec_without_returning(&txn).await?;
-        if let Some(key) = commit.idempotency_key {
-            let result = idempotency_key::ActiveModel {
-                key: Set(key.to_owned()),
-                revision: Set(stored_revision),
-                ids: Set(to_json(commit.ids)?),
-                created_at: Set(commit.committed_at.0),
-            };
-            idempotency_key::Entity::insert(result).exec_without_returning(&txn).await?;
-        }
+        let mut txn = self.begin_commit().await?;
+        let revision = txn.append(&[commit]).await?;
         txn.commit().await?;
         Ok(revision)
+    }
+
+    /// Begins a transaction that appends batches at the head of the
+    /// changelog; it holds the writers' lock until committed or dropped
+    /// (dropping it rolls everything back).
+    ///
+    /// Writers are serialized (a process-wide lock, then SQLite's write lock
+    /// taken at `BEGIN IMMEDIATE` or a PostgreSQL advisory lock), so revisions
+    /// commit in order without gaps, and the head read here stays the head
+    /// until this transaction ends.
+    pub async fn begin_commit(&self) -> Result<CommitTxn, StoreError> {
+        let writer = self.writer.clone().lock_owned().await;
+        let txn = self.begin_write().await?;
+        let head = head_revision_of(&txn).await?;
+        Ok(CommitTxn { txn, head, _writer: writer })
     }
 
     /// The committed result of an idempotency key, if any: (revision, ids).
@@ -465,9 +473,9 @@ impl Store {
 
     /// Begins a write transaction holding the database's writer lock.
     async fn begin_write(&self) -> Result<DatabaseTransaction, StoreError> {
-        let txn = match self.db.get_database_backend() {
+        let txn = match self.write_db.get_database_backend() {
             DbBackend::Postgres => {
-                let txn = self.db.begin().await?;
+                let txn = self.write_db.begin().await?;
                 txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({WRITER_LOCK_KEY})")).await?;
                 txn
             }
@@ -478,11 +486,100 @@ impl Store {
                     sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
                     ..TransactionOptions::default()
                 };
-                self.db.begin_with_options(options).await?
+                self.write_db.begin_with_options(options).await?
             }
-            _ => self.db.begin().await?,
+            _ => self.write_db.begin().await?,
         };
         Ok(txn)
+    }
+}
+
+/// A write transaction at the head of the changelog (see
+/// [`Store::begin_commit`]). Dropped uncommitted, it leaves no trace.
+pub struct CommitTxn {
+    txn: DatabaseTransaction,
+    /// The revision of the last batch in storage, including those appended here.
+    head: Revision,
+    _writer: OwnedMutexGuard<()>,
+}
+
+impl CommitTxn {
+    /// The revision of the last batch: the storage head when the transaction
+    /// began, plus the batches appended since.
+    pub fn head(&self) -> Revision {
+        self.head
+    }
+
+    /// The committed results of those `keys` that are recorded: key →
+    /// (revision, ids). Read under the writers' lock, so no other writer
+    /// can record one of them before this transaction ends.
+    pub async fn idempotent_results(
+        &self,
+        keys: &[&str],
+    ) -> Result<HashMap<String, (Revision, Vec<String>)>, StoreError> {
+        let mut found = HashMap::new();
+        for chunk in keys.chunks(KEY_LOOKUP_CHUNK) {
+            let rows = idempotency_key::Entity::find()
+                .filter(idempotency_key::Column::Key.is_in(chunk.iter().copied()))
+                .all(&self.txn)
+                .await?;
+            for row in rows {
+                found.insert(row.key, (revision_of(row.revision)?, from_json(&row.ids)?));
+            }
+        }
+        Ok(found)
+    }
+
+    /// Appends `commits` in order, each at its own revision from `head + 1`
+    /// on with its own changelog entry and idempotency key, and returns the
+    /// revision of the last. A commit judged at another revision than the
+    /// one it follows is refused with [`StoreError::Stale`].
+    ///
+    /// The changes of all commits are written as one sequence (consecutive
+    /// grant changes of several commits share their statements), and the
+    /// changelog entries and keys go in multi-row inserts: a group of small
+    /// batches costs about as many statements as one.
+    pub async fn append(&mut self, commits: &[Commit<'_>]) -> Result<Revision, StoreError> {
+        let mut entries = Vec::with_capacity(commits.len());
+        let mut keys = Vec::new();
+        for (revision, commit) in (self.head + 1..).zip(commits) {
+            if let Some(judged_at) = commit.judged_at
+                && judged_at + 1 != revision
+            {
+                return Err(StoreError::Stale { judged_at, head: revision - 1 });
+            }
+            let stored_revision = stored_revision(revision)?;
+            entries.push(changelog::ActiveModel {
+                revision: Set(stored_revision),
+                committed_at: Set(commit.committed_at.0),
+                actor_id: Set(commit.actor.map(|UserId(id)| id)),
+                changes: Set(to_json(commit.changes)?),
+            });
+            if let Some(key) = commit.idempotency_key {
+                keys.push(idempotency_key::ActiveModel {
+                    key: Set(key.to_owned()),
+                    revision: Set(stored_revision),
+                    ids: Set(to_json(commit.ids)?),
+                    created_at: Set(commit.committed_at.0),
+                });
+            }
+        }
+        let changes: Vec<&Change> = commits.iter().flat_map(|commit| commit.changes).collect();
+        apply::apply_changes(&self.txn, &changes).await?;
+        for chunk in entries.chunks(LOG_INSERT_CHUNK) {
+            changelog::Entity::insert_many(chunk.to_vec()).exec_without_returning(&self.txn).await?;
+        }
+        for chunk in keys.chunks(LOG_INSERT_CHUNK) {
+            idempotency_key::Entity::insert_many(chunk.to_vec()).exec_without_returning(&self.txn).await?;
+        }
+        self.head += commits.len() as Revision;
+        Ok(self.head)
+    }
+
+    /// Makes every appended batch durable at once.
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.txn.commit().await?;
+        Ok(())
     }
 }
 

@@ -371,7 +371,7 @@ async fn list_services_v1alpha(channel: Channel) -> Vec<String> {
 
 /// Makes the database itself refuse to store a site named `explode`, so a
 /// batch fails inside storage after some of its rows were already written.
-async fn inject_storage_fault(app: &TestApp) {
+pub async fn inject_storage_fault(app: &TestApp) {
     use sea_orm::{ConnectionTrait, Database, DbBackend};
     let db = Database::connect(app.database_url()).await.expect("connect to the app's database");
     let statements: &[&str] = match db.get_database_backend() {

@@ -10,3 +10,4 @@ mod reference;
 mod rules;
 mod validation;
 mod watch;
+mod writes;
