@@ -45,7 +45,11 @@ impl pb::admin_service_server::AdminService for AdminApi {
         let header = convert::mutate_header(&request)?;
         let stored_passwords = self.stored_passwords(&request).await?;
         let raw = std::mem::take(&mut request.mutations);
-        let mutations = blocking(move || convert::mutations(raw, &stored_passwords)).await??;
+        let mutations = if convert::converts_quickly(&raw) {
+            convert::mutations(raw, &stored_passwords)?
+        } else {
+            blocking(move || convert::mutations(raw, &stored_passwords)).await??
+        };
         let command = MutateCommand {
             mutations,
             actor: header.actor,

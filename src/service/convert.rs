@@ -185,6 +185,18 @@ pub fn mutate_header(request: &pb::MutateRequest) -> Result<MutateHeader, ModelE
     })
 }
 
+/// Whether converting a batch is cheap enough to do on an async worker: a
+/// few mutations and no password to hash or verify (argon2 takes
+/// milliseconds). A hop to the blocking pool costs more than the rest.
+pub fn converts_quickly(raw: &[pb::Mutation]) -> bool {
+    raw.len() <= 64
+        && raw.iter().all(|m| match &m.op {
+            Some(pb::mutation::Op::CreateUser(u)) => u.password.is_empty(),
+            Some(pb::mutation::Op::UpdateUser(u)) => u.password.is_none() && u.current_password.is_none(),
+            _ => true,
+        })
+}
+
 /// Checks every mutation of a batch and hashes its passwords. CPU-heavy when
 /// passwords are set: call it off the async workers.
 pub fn mutations(raw: Vec<pb::Mutation>, stored_passwords: &StoredPasswords) -> Result<Vec<Mutation>, ModelError> {
