@@ -29,6 +29,7 @@ use sea_orm::{
     QueryOrder, QuerySelect, RuntimeErr, Select, SqliteTransactionMode, TransactionOptions, TransactionTrait, Value,
 };
 use tokio::sync::Mutex;
+use tracing::info;
 use uuid::Uuid;
 
 use crate::model::{
@@ -177,14 +178,19 @@ impl Store {
             self.db.begin().await?
         };
         let revision = head_revision_of(&txn).await?;
+        let mut timer = TableTimer::start();
         let users = load_all::<user::Entity, _>(&txn, &[user::Column::Id], convert::user_from_row).await?;
+        let users_ms = timer.lap();
         let sites = load_all::<site::Entity, _>(&txn, &[site::Column::Id], convert::site_from_row).await?;
+        let sites_ms = timer.lap();
         let groups = load_all::<group::Entity, _>(&txn, &[group::Column::Id], convert::group_from_row).await?;
+        let groups_ms = timer.lap();
         let member_key = [group_member::Column::GroupId, group_member::Column::UserId];
         let memberships = load_all::<group_member::Entity, _>(&txn, &member_key, |row| {
             Ok((GroupId(row.group_id), UserId(row.user_id)))
         })
         .await?;
+        let memberships_ms = timer.lap();
         let mut grants = load_all::<all_sites_grant::Entity, _>(
             &txn,
             &[all_sites_grant::Column::SubjectKind, all_sites_grant::Column::SubjectId],
@@ -199,8 +205,11 @@ impl Store {
             )
             .await?,
         );
+        let grants_ms = timer.lap();
         let reports = load_all::<report::Entity, _>(&txn, &[report::Column::Id], convert::report_from_row).await?;
+        let reports_ms = timer.lap();
         txn.commit().await?;
+        info!(users_ms, sites_ms, groups_ms, memberships_ms, grants_ms, reports_ms, "snapshot read");
         Ok(Snapshot { revision, users, sites, groups, memberships, grants, reports })
     }
 
@@ -593,6 +602,23 @@ async fn load_all<E: EntityTrait, T>(
         if !full {
             return Ok(all);
         }
+    }
+}
+
+/// Milliseconds per table while reading a snapshot.
+struct TableTimer(std::time::Instant);
+
+impl TableTimer {
+    fn start() -> TableTimer {
+        TableTimer(std::time::Instant::now())
+    }
+
+    /// Milliseconds since the start or the previous lap.
+    fn lap(&mut self) -> u64 {
+        let now = std::time::Instant::now();
+        let ms = now.duration_since(self.0).as_millis() as u64;
+        self.0 = now;
+        ms
     }
 }
 
