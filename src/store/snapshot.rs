@@ -54,8 +54,11 @@ const REPORTS: &str = "SELECT id, site_id, author_id, name, visibility, created_
 pub(super) struct SqliteSource {
     /// The file, or the name sqlx gave an in-memory database.
     pub filename: PathBuf,
-    /// An in-memory database, shared with the pool's connection through
-    /// SQLite's shared cache.
+    /// An in-memory database, reached through SQLite's shared cache (as
+    /// sqlx opens it). There, a read of a table that another connection is
+    /// writing fails at once (`SQLITE_LOCKED`) instead of seeing the last
+    /// commit as a file in WAL mode lets it; the engine loads under its
+    /// writer lock, so its own writes never overlap a load.
     pub in_memory: bool,
     pub busy_timeout: Duration,
 }
