@@ -215,11 +215,14 @@ impl Shared {
     async fn load(&self) -> Result<(), EngineError> {
         let started = std::time::Instant::now();
         let snapshot = self.store.load_snapshot().await?;
+        let read_ms = started.elapsed().as_millis() as u64;
         let index = tokio::task::spawn_blocking(move || Index::from_snapshot(&snapshot))
             .await
             .map_err(|e| StoreError::Internal(format!("index build panicked: {e}")))?;
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        let build_ms = elapsed_ms - read_ms;
         let revision = index.revision();
-        info!(revision, users = index.user_count(), elapsed_ms = started.elapsed().as_millis() as u64, "index loaded");
+        info!(revision, users = index.user_count(), read_ms, build_ms, elapsed_ms, "index loaded");
         self.publish(Arc::new(index));
         Ok(())
     }

@@ -24,7 +24,7 @@ pub(super) fn level_code(level: Level) -> Option<i16> {
     }
 }
 
-fn level_from_code(code: i16) -> Result<Level, StoreError> {
+pub(super) fn level_from_code(code: i16) -> Result<Level, StoreError> {
     match code {
         1 => Ok(Level::View),
         2 => Ok(Level::Edit),
@@ -41,7 +41,7 @@ pub(super) fn role_text(role: Role) -> &'static str {
     }
 }
 
-fn role_from_text(text: &str) -> Result<Role, StoreError> {
+pub(super) fn role_from_text(text: &str) -> Result<Role, StoreError> {
     match text {
         "owner" => Ok(Role::Owner),
         "user" => Ok(Role::User),
@@ -56,7 +56,7 @@ pub(super) fn visibility_text(visibility: Visibility) -> &'static str {
     }
 }
 
-fn visibility_from_text(text: &str) -> Result<Visibility, StoreError> {
+pub(super) fn visibility_from_text(text: &str) -> Result<Visibility, StoreError> {
     match text {
         "author_only" => Ok(Visibility::AuthorOnly),
         "all_users" => Ok(Visibility::AllUsers),

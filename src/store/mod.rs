@@ -16,6 +16,7 @@ mod apply;
 mod bulk;
 mod convert;
 mod entity;
+mod snapshot;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,9 +26,9 @@ use migration::{Migrator, MigratorTrait};
 use sea_orm::sea_query::{Expr, ExprTrait, SimpleExpr};
 use sea_orm::sqlx::error::DatabaseError;
 use sea_orm::{
-    AccessMode, ActiveValue::Set, ColumnTrait, Condition, ConnAcquireErr, ConnectOptions, ConnectionTrait, Database,
-    DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait, IsolationLevel, ModelTrait, QueryFilter,
-    QueryOrder, QuerySelect, RuntimeErr, Select, SqliteTransactionMode, TransactionOptions, TransactionTrait, Value,
+    ActiveValue::Set, ColumnTrait, Condition, ConnAcquireErr, ConnectOptions, ConnectionTrait, Database,
+    DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    RuntimeErr, Select, SqliteTransactionMode, TransactionOptions, TransactionTrait, Value,
 };
 use tokio::sync::{Mutex, OwnedMutexGuard};
 use uuid::Uuid;
@@ -59,10 +60,6 @@ const LOG_INSERT_CHUNK: usize = 1_000;
 /// Idempotency keys per lookup (one bound value each).
 const KEY_LOOKUP_CHUNK: usize = 1_000;
 
-/// Rows per query while loading a snapshot: bounds the memory of rows in
-/// flight when tables hold millions of rows.
-const SNAPSHOT_CHUNK: u64 = 50_000;
-
 /// The database behind warden. Cheap to clone: clones share the pool.
 #[derive(Clone)]
 pub struct Store {
@@ -77,6 +74,9 @@ pub struct Store {
     /// shared pool re-read their pages every time; with one writing
     /// connection the cache stays warm. Elsewhere, the shared pool.
     write_db: DatabaseConnection,
+    /// Where a SQLite database is, for the snapshot reader's own connection;
+    /// `None` on PostgreSQL.
+    sqlite_source: Option<snapshot::SqliteSource>,
 }
 
 /// Why storage failed.
@@ -174,7 +174,12 @@ impl Store {
         } else {
             db.clone()
         };
-        Ok(Store { db, write_db, writer: Arc::new(Mutex::new(())) })
+        let sqlite_source = (db.get_database_backend() == DbBackend::Sqlite).then(|| snapshot::SqliteSource {
+            filename: db.get_sqlite_connection_pool().connect_options().get_filename().to_owned(),
+            in_memory,
+            busy_timeout: SQLITE_BUSY_TIMEOUT,
+        });
+        Ok(Store { db, write_db, writer: Arc::new(Mutex::new(())), sqlite_source })
     }
 
     /// Applies the pending migrations, in one transaction that holds the
@@ -187,41 +192,18 @@ impl Store {
         Ok(())
     }
 
-    /// Reads everything the index is built from, at one revision.
+    /// Reads everything the index is built from, at one revision (see
+    /// `snapshot` for how).
     pub async fn load_snapshot(&self) -> Result<Snapshot, StoreError> {
-        let txn = if self.db.get_database_backend() == DbBackend::Postgres {
-            // One snapshot for every statement of the transaction.
-            self.db.begin_with_config(Some(IsolationLevel::RepeatableRead), Some(AccessMode::ReadOnly)).await?
-        } else {
-            // A SQLite read transaction sees one snapshot from its first read on.
-            self.db.begin().await?
-        };
-        let revision = head_revision_of(&txn).await?;
-        let users = load_all::<user::Entity, _>(&txn, &[user::Column::Id], convert::user_from_row).await?;
-        let sites = load_all::<site::Entity, _>(&txn, &[site::Column::Id], convert::site_from_row).await?;
-        let groups = load_all::<group::Entity, _>(&txn, &[group::Column::Id], convert::group_from_row).await?;
-        let member_key = [group_member::Column::GroupId, group_member::Column::UserId];
-        let memberships = load_all::<group_member::Entity, _>(&txn, &member_key, |row| {
-            Ok((GroupId(row.group_id), UserId(row.user_id)))
-        })
-        .await?;
-        let mut grants = load_all::<all_sites_grant::Entity, _>(
-            &txn,
-            &[all_sites_grant::Column::SubjectKind, all_sites_grant::Column::SubjectId],
-            convert::all_sites_grant_from_row,
-        )
-        .await?;
-        grants.extend(
-            load_all::<site_grant::Entity, _>(
-                &txn,
-                &[site_grant::Column::SubjectKind, site_grant::Column::SubjectId, site_grant::Column::SiteId],
-                convert::site_grant_from_row,
-            )
-            .await?,
-        );
-        let reports = load_all::<report::Entity, _>(&txn, &[report::Column::Id], convert::report_from_row).await?;
-        txn.commit().await?;
-        Ok(Snapshot { revision, users, sites, groups, memberships, grants, reports })
+        match &self.sqlite_source {
+            Some(source) => {
+                let source = source.clone();
+                tokio::task::spawn_blocking(move || snapshot::read_sqlite(&source))
+                    .await
+                    .map_err(|e| StoreError::Internal(format!("reading a snapshot panicked: {e}")))?
+            }
+            None => snapshot::read_postgres(self.db.get_postgres_connection_pool()).await,
+        }
     }
 
     /// The revision of the last committed batch, 0 before the first.
@@ -664,35 +646,6 @@ fn starts_with(column: impl ColumnTrait, prefix: &str) -> SimpleExpr {
     column.gte(prefix).and(column.lt(end))
 }
 
-/// Every row of an entity's table, read in chunks in `key` order.
-async fn load_all<E: EntityTrait, T>(
-    db: &impl ConnectionTrait,
-    key: &[E::Column],
-    convert: impl Fn(E::Model) -> Result<T, StoreError>,
-) -> Result<Vec<T>, StoreError> {
-    let mut all = Vec::new();
-    let mut after = None;
-    loop {
-        let mut select = E::find();
-        if let Some(after) = after.take() {
-            let columns = Expr::tuple(key.iter().map(|column| column.into_expr()));
-            select = select.filter(columns.gt(Expr::tuple(after)));
-        }
-        for column in key {
-            select = select.order_by_asc(*column);
-        }
-        let rows = select.limit(SNAPSHOT_CHUNK).all(db).await?;
-        let full = rows.len() as u64 == SNAPSHOT_CHUNK;
-        after = rows.last().map(|row| key.iter().map(|column| Expr::val(row.get(*column))).collect::<Vec<_>>());
-        for row in rows {
-            all.push(convert(row)?);
-        }
-        if !full {
-            return Ok(all);
-        }
-    }
-}
-
 async fn head_revision_of(db: &impl ConnectionTrait) -> Result<Revision, StoreError> {
     let head: Option<Option<i64>> = changelog::Entity::find()
         .select_only()
@@ -793,6 +746,7 @@ mod tests {
     on_every_backend!(
         migrating_twice_changes_nothing,
         a_committed_batch_loads_back_as_the_same_snapshot,
+        a_snapshot_holds_rows_in_key_order_whatever_order_they_were_written_in,
         each_commit_advances_the_head_revision_by_one,
         changes_since_returns_the_committed_changes_without_password_hashes,
         an_idempotency_key_keeps_the_result_of_its_batch,
@@ -935,6 +889,86 @@ mod tests {
         let (changes, expected) = sample_batch();
         assert_eq!(commit(&store, &changes).await, 1);
         assert_eq!(store.load_snapshot().await.expect("snapshot"), expected);
+    }
+
+    async fn a_snapshot_holds_rows_in_key_order_whatever_order_they_were_written_in(store: Store) {
+        let users: Vec<User> = [3, 1, 2].map(|n| user(n, &format!("u{n}@example.com"), "U")).into();
+        let sites = [12, 11].map(|n| Site { id: SiteId(id(n)), name: "S".to_owned(), created_at: Timestamp(5) });
+        let group = Group {
+            id: GroupId(id(20)),
+            name: "G".to_owned(),
+            description: String::new(),
+            external_id: None,
+            created_at: Timestamp(6),
+        };
+        let reports = [31, 30].map(|n| Report {
+            id: ReportId(id(n)),
+            site_id: sites[0].id,
+            author: users[0].id,
+            name: "R".to_owned(),
+            visibility: Visibility::AuthorOnly,
+            created_at: Timestamp(8),
+        });
+        let [u3, u1, u2] = [users[0].id, users[1].id, users[2].id].map(Subject::User);
+        let g20 = Subject::Group(group.id);
+        let (s12, s11) = (Target::Site(sites[0].id), Target::Site(sites[1].id));
+        // One change a commit, in the reverse of key order where it can be.
+        let mut changes: Vec<Change> = users.iter().cloned().map(user_created).collect();
+        changes.extend(sites.iter().map(|site| Change::SiteCreated { site: site.clone() }));
+        changes.push(Change::GroupCreated { group: group.clone() });
+        for user in [users[0].id, users[1].id] {
+            changes.push(Change::MemberAdded { group_id: group.id, user_id: user });
+        }
+        for (subject, target) in [(u3, s12), (u3, s11), (u1, s12), (g20, s11), (u2, Target::AllSites)] {
+            changes.push(grant(subject, target, Level::View));
+        }
+        changes.push(grant(g20, Target::AllSites, Level::View));
+        changes.extend(reports.iter().map(|report| Change::ReportCreated { report: report.clone() }));
+        for change in &changes {
+            commit(&store, std::slice::from_ref(change)).await;
+        }
+
+        let snapshot = store.load_snapshot().await.expect("snapshot");
+        let ids = |ids: Vec<Uuid>| ids.into_iter().map(|id| id.as_u128()).collect::<Vec<_>>();
+        assert_eq!(ids(snapshot.users.iter().map(|user| user.id.0).collect()), [1, 2, 3]);
+        assert_eq!(ids(snapshot.sites.iter().map(|site| site.id.0).collect()), [11, 12]);
+        assert_eq!(ids(snapshot.memberships.iter().map(|(_, user)| user.0).collect()), [1, 3]);
+        assert_eq!(ids(snapshot.reports.iter().map(|report| report.id.0).collect()), [30, 31]);
+        let grants: Vec<(Subject, Target)> =
+            snapshot.grants.iter().map(|grant| (grant.subject, grant.target)).collect();
+        // All-sites grants first; each part by subject kind (`group` < `user`), subject id, site id.
+        let all_sites = Target::AllSites;
+        assert_eq!(grants, [(g20, all_sites), (u2, all_sites), (g20, s11), (u1, s12), (u3, s11), (u3, s12)]);
+    }
+
+    /// A snapshot read while a writer holds an open transaction neither waits
+    /// for it nor sees its rows.
+    async fn a_snapshot_read_neither_waits_for_nor_sees_an_open_write(store: Store) {
+        let (changes, expected) = sample_batch();
+        commit(&store, &changes).await;
+        let txn = store.begin_write().await.expect("begin a write");
+        let site = Site { id: SiteId(id(99)), name: "Uncommitted".to_owned(), created_at: Timestamp(9) };
+        apply::apply_changes(&txn, &[&Change::SiteCreated { site }]).await.expect("write");
+        assert_eq!(store.load_snapshot().await.expect("snapshot"), expected);
+        txn.rollback().await.expect("rollback");
+    }
+
+    // In-memory SQLite shares one cache between connections, where a read
+    // of a table with an open write fails at once: a file it is.
+    #[tokio::test]
+    async fn a_snapshot_read_neither_waits_for_nor_sees_an_open_write_on_a_sqlite_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("warden.db").display());
+        let store = Store::connect(&url).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        a_snapshot_read_neither_waits_for_nor_sees_an_open_write(store).await;
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_read_neither_waits_for_nor_sees_an_open_write_on_postgres() {
+        if let Some(store) = postgres_store().await {
+            a_snapshot_read_neither_waits_for_nor_sees_an_open_write(store).await;
+        }
     }
 
     async fn each_commit_advances_the_head_revision_by_one(store: Store) {
