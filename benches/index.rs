@@ -37,11 +37,6 @@ use warden::pb::check_service_server::CheckService;
 use warden::service::CheckApi;
 use warden::store::Store;
 
-/// The server's allocator (src/main.rs), so that the index is laid out in
-/// memory as the server lays it out.
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 /// Distinct checks cycled through by the decision benchmarks: more than the
 /// CPU caches hold, so that the index is read as a busy server reads it.
 const SAMPLES: usize = 1 << 16;

@@ -9,11 +9,6 @@ use warden::dataset::Dataset;
 use warden::server::Application;
 use warden::store::Store;
 
-/// jemalloc backs the index with transparent huge pages (see .cargo/config.toml)
-/// and returns memory freed after start-up to the OS.
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
