@@ -766,6 +766,11 @@ mod tests {
         store
     }
 
+    /// A SQLite database file in `dir`, created on first connect.
+    fn sqlite_file_url(dir: &tempfile::TempDir) -> String {
+        format!("sqlite://{}?mode=rwc", dir.path().join("warden.db").display())
+    }
+
     async fn postgres_store() -> Option<Store> {
         let Ok(admin_url) = std::env::var("WARDEN_TEST_POSTGRES_URL") else {
             eprintln!("skipped on PostgreSQL: set WARDEN_TEST_POSTGRES_URL to run");
@@ -958,7 +963,7 @@ mod tests {
     #[tokio::test]
     async fn a_snapshot_read_neither_waits_for_nor_sees_an_open_write_on_a_sqlite_file() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("warden.db").display());
+        let url = sqlite_file_url(&dir);
         let store = Store::connect(&url).await.expect("connect");
         store.migrate().await.expect("migrate");
         a_snapshot_read_neither_waits_for_nor_sees_an_open_write(store).await;
@@ -1311,7 +1316,7 @@ mod tests {
     #[tokio::test]
     async fn a_sqlite_file_keeps_its_data_across_connections() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("warden.db").display());
+        let url = sqlite_file_url(&dir);
         let store = Store::connect(&url).await.expect("connect");
         store.migrate().await.expect("migrate");
         let (changes, expected) = sample_batch();
@@ -1333,7 +1338,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn writers_in_two_processes_commit_revisions_without_gaps() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("warden.db").display());
+        let url = sqlite_file_url(&dir);
         let first = Store::connect(&url).await.expect("connect");
         first.migrate().await.expect("migrate");
         // A second pool with its own process-wide lock stands for another process.
