@@ -324,26 +324,41 @@ fn build_pool(args: &RunArgs, dataset: &Dataset) -> Pool {
         ),
         Rpc::MutateGrant | Rpc::MutateBatch => {
             // Non-owner users (owners come first) on sites, in an order that
-            // keeps every (user, site) of a batch distinct.
+            // keeps every (user, site) of a pass distinct. Single grants come
+            // in four passes over the same pairs, one level each, so that
+            // every call changes a grant even when the pool is cycled (a
+            // SetGrant to the level a grant already has writes nothing).
             let users = &snapshot.users[dataset.shape.owners as usize..];
             let sites = &snapshot.sites;
-            let per_request = if args.rpc == Rpc::MutateGrant { 1 } else { args.batch.max(1) };
-            let requests = if args.rpc == Rpc::MutateGrant { 100_000 } else { 4 };
             let levels = [pb::Level::View, pb::Level::Edit, pb::Level::EditPublish, pb::Level::Manage];
-            Pool::Mutate(
-                (0..requests)
-                    .map(|r| pb::MutateRequest {
-                        mutations: (0..per_request)
-                            .map(|j| {
-                                let n = r * per_request + j;
-                                let user = &users[(n * 7_919) % users.len()];
-                                let site = &sites[(n / users.len() + n * 104_729) % sites.len()];
-                                set_grant(user.id.to_string(), site.id.to_string(), levels[(r + n) % levels.len()])
-                            })
-                            .collect(),
-                        ..Default::default()
+            let pair = |n: usize| {
+                let user = &users[(n * 7_919) % users.len()];
+                let site = &sites[(n / users.len() + n * 104_729) % sites.len()];
+                (user.id.to_string(), site.id.to_string())
+            };
+            let requests: Vec<Vec<pb::Mutation>> = if args.rpc == Rpc::MutateGrant {
+                const PAIRS: usize = 100_000;
+                (0..levels.len() * PAIRS)
+                    .map(|r| {
+                        let (user, site) = pair(r % PAIRS);
+                        vec![set_grant(user, site, levels[r / PAIRS])]
                     })
-                    .collect(),
+                    .collect()
+            } else {
+                let per_request = args.batch.max(1);
+                (0..4)
+                    .map(|r| {
+                        (0..per_request)
+                            .map(|j| {
+                                let (user, site) = pair(r * per_request + j);
+                                set_grant(user, site, levels[j % levels.len()])
+                            })
+                            .collect()
+                    })
+                    .collect()
+            };
+            Pool::Mutate(
+                requests.into_iter().map(|mutations| pb::MutateRequest { mutations, ..Default::default() }).collect(),
             )
         }
     }
