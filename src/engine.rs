@@ -16,12 +16,12 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use thiserror::Error;
-use tokio::sync::{Mutex, MutexGuard, oneshot, watch};
+use tokio::sync::{Mutex, MutexGuard, mpsc, oneshot, watch};
 use tracing::{info, warn};
 
-use crate::index::Index;
+use crate::index::{Index, IndexBuilder};
 use crate::model::{Change, ModelError, Mutation, Revision, Timestamp, UserId};
-use crate::store::{Commit, CommitTxn, Store, StoreError};
+use crate::store::{Commit, CommitTxn, Rows, SNAPSHOT_CHUNKS_IN_FLIGHT, Store, StoreError};
 
 /// How long a read waits for the index to reach the revision it asks for.
 pub const REVISION_WAIT: Duration = Duration::from_secs(5);
@@ -211,21 +211,31 @@ impl Shared {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Builds the index from storage and publishes it. The caller holds the writer lock.
+    /// Builds the index from storage and publishes it. The caller holds the
+    /// writer lock. The rows are gathered into the index on a blocking thread
+    /// while the rest are read, then the index is finished there.
     async fn load(&self) -> Result<(), EngineError> {
         let started = std::time::Instant::now();
-        let snapshot = self.store.load_snapshot().await?;
+        let (rows_tx, mut rows_rx) = mpsc::channel::<Rows>(SNAPSHOT_CHUNKS_IN_FLIGHT);
+        let gathering = tokio::task::spawn_blocking(move || {
+            let mut builder = IndexBuilder::default();
+            while let Some(rows) = rows_rx.blocking_recv() {
+                builder.add(&rows);
+            }
+            builder
+        });
+        let read = self.store.read_snapshot(rows_tx).await;
+        let builder = gathering.await.map_err(|e| StoreError::Internal(format!("index build panicked: {e}")))?;
+        // A failed read leaves the builder partial: it is dropped.
+        let revision = read?;
         let read_ms = started.elapsed().as_millis() as u64;
-        let (index, snapshot) = tokio::task::spawn_blocking(move || (Index::from_snapshot(&snapshot), snapshot))
+        let index = tokio::task::spawn_blocking(move || builder.finish(revision))
             .await
             .map_err(|e| StoreError::Internal(format!("index build panicked: {e}")))?;
         let elapsed_ms = started.elapsed().as_millis() as u64;
         let build_ms = elapsed_ms - read_ms;
-        let revision = index.revision();
         info!(revision, users = index.user_count(), read_ms, build_ms, elapsed_ms, "index loaded");
         self.publish(Arc::new(index));
-        // Freeing ~11M rows takes a second at XL: serve first.
-        tokio::task::spawn_blocking(move || drop(snapshot));
         Ok(())
     }
 

@@ -1,149 +1,304 @@
-//! Building the index from storage in one pass.
+//! Building the index from stored rows in one pass.
 //!
 //! Applying ten million stored grants one by one would find and copy-on-write
-//! an entry per row. Instead every entry is gathered whole in plain hash maps,
-//! its collections sorted once, and each entry is inserted into the persistent
-//! maps once. The result equals the index that applying the same rows as
-//! changes builds (the model check compares a live index with a rebuilt one).
+//! an entry per row. Instead the rows are gathered as they are read: one
+//! plain entry per user, group and site, kept in a vector and found through
+//! a map of positions. Once the last row is in, each entry's collections are
+//! sorted once and the entry is inserted into the persistent maps once. The
+//! rows are not kept: a cold start never holds the whole snapshot in memory.
+//!
+//! The result equals the index that applying the same rows as changes builds
+//! (tested below; the model check compares a live index with a rebuilt one).
 
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
 use super::{Grants, GroupEntry, Index, ReportEntry, SiteEntry, SmallOrdMap, SmallOrdSet, UserEntry};
-use crate::model::{GroupId, Level, ReportId, Role, SiteId, Subject, Target, UserId, validate};
-use crate::store::Snapshot;
+use crate::model::{
+    Grant, Group, GroupId, Level, Report, ReportId, Revision, Role, Site, SiteId, Subject, Target, Timestamp, User,
+    UserId, validate,
+};
+use crate::store::{Rows, Snapshot};
 
-/// The collections of an entry while it is gathered, sorted when done.
+/// Builds an index from stored rows, fed a chunk at a time in the order of
+/// [`Rows`]: users, sites and groups before the rows that name them. A row
+/// that names a missing user, site or group is skipped where applying it as a
+/// change would skip it (storage's foreign keys leave none).
 #[derive(Default)]
-struct Gathered {
-    sites: Vec<(SiteId, Level)>,
-    all_sites: Level,
-    groups: Vec<GroupId>,
-    members: Vec<UserId>,
-    reports: Vec<ReportId>,
-    grantees: Vec<Subject>,
+pub struct IndexBuilder {
+    index: Index,
+    users: Entries<UserId, GatheredUser>,
+    groups: Entries<GroupId, GatheredGroup>,
+    sites: Entries<SiteId, GatheredSite>,
+    /// The holder of the last grant added. Grants come in key order, grouped
+    /// by subject, so most find their holder here without a hash lookup.
+    last_holder: Option<(Subject, usize)>,
 }
 
-impl Gathered {
-    fn grants(&mut self) -> Grants {
-        Grants { sites: SmallOrdMap::from_sorted(sorted(&mut self.sites)), all_sites: self.all_sites }
+struct GatheredUser {
+    role: Role,
+    created_at: Timestamp,
+    email_key: Arc<str>,
+    groups: Vec<GroupId>,
+    grants: GatheredGrants,
+    reports: Vec<ReportId>,
+}
+
+struct GatheredGroup {
+    name: Arc<str>,
+    name_key: Arc<str>,
+    external_id: Option<Arc<str>>,
+    members: Vec<UserId>,
+    grants: GatheredGrants,
+}
+
+#[derive(Default)]
+struct GatheredSite {
+    grantees: Vec<Subject>,
+    reports: Vec<ReportId>,
+}
+
+#[derive(Default)]
+struct GatheredGrants {
+    sites: Vec<(SiteId, Level)>,
+    all_sites: Level,
+}
+
+impl GatheredGrants {
+    fn add(&mut self, target: Target, level: Level) {
+        match target {
+            Target::AllSites => self.all_sites = level,
+            Target::Site(site) => self.sites.push((site, level)),
+        }
+    }
+
+    fn finish(self) -> Grants {
+        Grants { sites: SmallOrdMap::from_sorted(sorted(self.sites)), all_sites: self.all_sites }
     }
 }
 
-/// Takes `items` sorted and without duplicates (storage has none; sorting
-/// is near free on rows that arrive in key order).
-fn sorted<T: Ord>(items: &mut Vec<T>) -> Vec<T> {
-    let mut items = std::mem::take(items);
+/// Entries in arrival order, found by id.
+struct Entries<K, V> {
+    positions: FxHashMap<K, usize>,
+    entries: Vec<(K, V)>,
+}
+
+impl<K, V> Default for Entries<K, V> {
+    fn default() -> Self {
+        Entries { positions: FxHashMap::default(), entries: Vec::new() }
+    }
+}
+
+impl<K: Copy + Eq + std::hash::Hash, V> Entries<K, V> {
+    fn reserve(&mut self, additional: usize) {
+        self.positions.reserve(additional);
+        self.entries.reserve(additional);
+    }
+
+    /// Adds the entry of `id`, replacing an earlier one.
+    fn insert(&mut self, id: K, entry: V) {
+        match self.positions.get(&id) {
+            Some(&at) => self.entries[at] = (id, entry),
+            None => {
+                self.positions.insert(id, self.entries.len());
+                self.entries.push((id, entry));
+            }
+        }
+    }
+
+    fn position(&self, id: &K) -> Option<usize> {
+        self.positions.get(id).copied()
+    }
+
+    fn get_mut(&mut self, id: &K) -> Option<&mut V> {
+        let at = self.position(id)?;
+        Some(&mut self.entries[at].1)
+    }
+}
+
+/// `items` sorted and without duplicates (storage has none; sorting is near
+/// free on rows that arrive in key order).
+fn sorted<T: Ord>(mut items: Vec<T>) -> Vec<T> {
     items.sort_unstable();
     items.dedup();
     items.shrink_to_fit();
     items
 }
 
-fn sorted_set<T: Ord + Copy>(items: &mut Vec<T>) -> SmallOrdSet<T> {
+fn sorted_set<T: Ord + Copy>(items: Vec<T>) -> SmallOrdSet<T> {
     SmallOrdSet::from_sorted(sorted(items))
 }
 
-impl Index {
-    /// Builds the index from a storage snapshot. A row that names a missing
-    /// user, site or group is skipped where applying it as a change would
-    /// skip it (storage's foreign keys leave none).
-    pub fn from_snapshot(snapshot: &Snapshot) -> Index {
-        let mut index = Index { revision: snapshot.revision, ..Index::default() };
-        let mut users: FxHashMap<UserId, Gathered> =
-            snapshot.users.iter().map(|u| (u.id, Gathered::default())).collect();
-        let mut groups: FxHashMap<GroupId, Gathered> =
-            snapshot.groups.iter().map(|g| (g.id, Gathered::default())).collect();
-        let mut sites: FxHashMap<SiteId, Gathered> =
-            snapshot.sites.iter().map(|s| (s.id, Gathered::default())).collect();
+impl IndexBuilder {
+    /// Adds a chunk of rows.
+    pub fn add(&mut self, rows: &Rows) {
+        match rows {
+            Rows::Users(users) => self.users(users),
+            Rows::Sites(sites) => self.sites(sites),
+            Rows::Groups(groups) => self.groups(groups),
+            Rows::Memberships(memberships) => self.memberships(memberships),
+            Rows::Grants(grants) => self.grants(grants),
+            Rows::Reports(reports) => self.reports(reports),
+        }
+    }
 
-        for &(group_id, user_id) in &snapshot.memberships {
-            if let Some(group) = groups.get_mut(&group_id) {
+    fn users(&mut self, users: &[User]) {
+        self.users.reserve(users.len());
+        for user in users {
+            let email_key: Arc<str> = validate::email_key(&user.email).into();
+            self.index.user_by_email.insert(email_key.clone(), user.id);
+            if user.role == Role::Owner {
+                self.index.owners.insert((user.created_at, user.id));
+            }
+            let gathered = GatheredUser {
+                role: user.role,
+                created_at: user.created_at,
+                email_key,
+                groups: Vec::new(),
+                grants: GatheredGrants::default(),
+                reports: Vec::new(),
+            };
+            self.users.insert(user.id, gathered);
+        }
+    }
+
+    fn sites(&mut self, sites: &[Site]) {
+        self.sites.reserve(sites.len());
+        for site in sites {
+            self.index.site_order.insert(site.id);
+            self.sites.insert(site.id, GatheredSite::default());
+        }
+    }
+
+    fn groups(&mut self, groups: &[Group]) {
+        self.groups.reserve(groups.len());
+        for group in groups {
+            let name_key: Arc<str> = validate::group_name_key(&group.name).into();
+            let external_id: Option<Arc<str>> = group.external_id.as_deref().map(Into::into);
+            self.index.group_by_name.insert(name_key.clone(), group.id);
+            if let Some(external_id) = &external_id {
+                self.index.group_by_external_id.insert(external_id.clone(), group.id);
+            }
+            let gathered = GatheredGroup {
+                name: group.name.as_str().into(),
+                name_key,
+                external_id,
+                members: Vec::new(),
+                grants: GatheredGrants::default(),
+            };
+            self.groups.insert(group.id, gathered);
+        }
+    }
+
+    fn memberships(&mut self, memberships: &[(GroupId, UserId)]) {
+        for &(group_id, user_id) in memberships {
+            if let Some(group) = self.groups.get_mut(&group_id) {
                 group.members.push(user_id);
             }
-            if let Some(user) = users.get_mut(&user_id) {
+            if let Some(user) = self.users.get_mut(&user_id) {
                 user.groups.push(group_id);
             }
         }
-        for grant in &snapshot.grants {
-            let holder = match grant.subject {
-                Subject::User(id) => users.get_mut(&id),
-                Subject::Group(id) => groups.get_mut(&id),
-            };
-            let Some(holder) = holder else { continue };
+    }
+
+    fn grants(&mut self, grants: &[Grant]) {
+        for grant in grants {
             if grant.level == Level::NoAccess {
                 continue;
             }
-            match grant.target {
-                Target::AllSites => holder.all_sites = grant.level,
-                Target::Site(site_id) => {
-                    holder.sites.push((site_id, grant.level));
-                    if let Some(site) = sites.get_mut(&site_id) {
-                        site.grantees.push(grant.subject);
-                    }
-                }
+            let Some(holder) = self.holder(grant.subject) else { continue };
+            let holder = match grant.subject {
+                Subject::User(_) => &mut self.users.entries[holder].1.grants,
+                Subject::Group(_) => &mut self.groups.entries[holder].1.grants,
+            };
+            holder.add(grant.target, grant.level);
+            if let Target::Site(site_id) = grant.target
+                && let Some(site) = self.sites.get_mut(&site_id)
+            {
+                site.grantees.push(grant.subject);
             }
         }
-        for report in &snapshot.reports {
-            if let Some(site) = sites.get_mut(&report.site_id) {
+    }
+
+    /// The position of `subject`'s entry, if it exists.
+    fn holder(&mut self, subject: Subject) -> Option<usize> {
+        if let Some((last, at)) = self.last_holder
+            && last == subject
+        {
+            return Some(at);
+        }
+        let at = match subject {
+            Subject::User(id) => self.users.position(&id),
+            Subject::Group(id) => self.groups.position(&id),
+        }?;
+        self.last_holder = Some((subject, at));
+        Some(at)
+    }
+
+    fn reports(&mut self, reports: &[Report]) {
+        for report in reports {
+            if let Some(site) = self.sites.get_mut(&report.site_id) {
                 site.reports.push(report.id);
             }
-            if let Some(author) = users.get_mut(&report.author) {
+            if let Some(author) = self.users.get_mut(&report.author) {
                 author.reports.push(report.id);
             }
             let entry = ReportEntry { site: report.site_id, author: report.author, visibility: report.visibility };
-            index.reports.insert(report.id, entry);
+            self.index.reports.insert(report.id, entry);
         }
+    }
 
-        for user in &snapshot.users {
-            let Some(mut gathered) = users.remove(&user.id) else { continue };
-            let email_key: Arc<str> = validate::email_key(&user.email).into();
-            index.user_by_email.insert(email_key.clone(), user.id);
-            if user.role == Role::Owner {
-                index.owners.insert((user.created_at, user.id));
-            }
-            if gathered.all_sites != Level::NoAccess {
-                index.all_sites_users.insert(user.id);
+    /// The index of every row added, at `revision`.
+    pub fn finish(self, revision: Revision) -> Index {
+        let IndexBuilder { mut index, users, groups, sites, last_holder: _ } = self;
+        index.revision = revision;
+        for (id, user) in users.entries {
+            if user.grants.all_sites != Level::NoAccess {
+                index.all_sites_users.insert(id);
             }
             let entry = UserEntry {
                 role: user.role,
                 created_at: user.created_at,
-                email_key,
-                groups: sorted_set(&mut gathered.groups),
-                grants: gathered.grants(),
-                reports: sorted_set(&mut gathered.reports),
+                email_key: user.email_key,
+                groups: sorted_set(user.groups),
+                grants: user.grants.finish(),
+                reports: sorted_set(user.reports),
             };
-            index.users.insert(user.id, Arc::new(entry));
+            index.users.insert(id, Arc::new(entry));
         }
-        for group in &snapshot.groups {
-            let Some(mut gathered) = groups.remove(&group.id) else { continue };
-            let name_key: Arc<str> = validate::group_name_key(&group.name).into();
-            let external_id: Option<Arc<str>> = group.external_id.as_deref().map(Into::into);
-            index.group_by_name.insert(name_key.clone(), group.id);
-            if let Some(external_id) = &external_id {
-                index.group_by_external_id.insert(external_id.clone(), group.id);
-            }
-            if gathered.all_sites != Level::NoAccess {
-                index.all_sites_groups.insert(group.id);
+        for (id, group) in groups.entries {
+            if group.grants.all_sites != Level::NoAccess {
+                index.all_sites_groups.insert(id);
             }
             let entry = GroupEntry {
-                name: group.name.as_str().into(),
-                name_key,
-                external_id,
-                members: sorted_set(&mut gathered.members),
-                grants: gathered.grants(),
+                name: group.name,
+                name_key: group.name_key,
+                external_id: group.external_id,
+                members: sorted_set(group.members),
+                grants: group.grants.finish(),
             };
-            index.groups.insert(group.id, Arc::new(entry));
+            index.groups.insert(id, Arc::new(entry));
         }
-        for site in &snapshot.sites {
-            let Some(mut gathered) = sites.remove(&site.id) else { continue };
-            index.site_order.insert(site.id);
-            let entry =
-                SiteEntry { grantees: sorted_set(&mut gathered.grantees), reports: sorted_set(&mut gathered.reports) };
-            index.sites.insert(site.id, Arc::new(entry));
+        for (id, site) in sites.entries {
+            let entry = SiteEntry { grantees: sorted_set(site.grantees), reports: sorted_set(site.reports) };
+            index.sites.insert(id, Arc::new(entry));
         }
         index
+    }
+}
+
+impl Index {
+    /// Builds the index from a whole snapshot (see [`IndexBuilder`]).
+    pub fn from_snapshot(snapshot: &Snapshot) -> Index {
+        let mut builder = IndexBuilder::default();
+        builder.users(&snapshot.users);
+        builder.sites(&snapshot.sites);
+        builder.groups(&snapshot.groups);
+        builder.memberships(&snapshot.memberships);
+        builder.grants(&snapshot.grants);
+        builder.reports(&snapshot.reports);
+        builder.finish(snapshot.revision)
     }
 }
 
@@ -177,5 +332,36 @@ mod tests {
         let agency = built.users.get(&dataset.agency_users[0]).expect("agency user");
         assert!(matches!(agency.grants.sites, SmallOrdMap::Many(_)), "the agency user's grants should be a B-tree");
         assert!(built.users.values().any(|user| matches!(user.grants.sites, SmallOrdMap::Few(_))));
+    }
+
+    /// Rows in any order within their table, in chunks of any size, as a
+    /// store streams them, build the same index as the whole snapshot.
+    #[test]
+    fn building_from_scrambled_chunks_equals_building_from_the_snapshot() {
+        /// Odd positions backwards, then even ones: no subject's grants stay together.
+        fn scrambled<T: Clone>(rows: &[T]) -> Vec<T> {
+            let odd = rows.iter().skip(1).step_by(2).rev();
+            odd.chain(rows.iter().step_by(2)).cloned().collect()
+        }
+        fn chunks<T: Clone>(rows: &[T], wrap: fn(Vec<T>) -> Rows) -> Vec<Rows> {
+            scrambled(rows).chunks(97).map(|chunk| wrap(chunk.to_vec())).collect()
+        }
+        let dataset = Dataset::generate(Shape::with_users(3_000), 11);
+        let snapshot = &dataset.snapshot;
+        let mut builder = IndexBuilder::default();
+        let all = [
+            chunks(&snapshot.users, Rows::Users),
+            chunks(&snapshot.sites, Rows::Sites),
+            chunks(&snapshot.groups, Rows::Groups),
+            chunks(&snapshot.memberships, Rows::Memberships),
+            chunks(&snapshot.grants, Rows::Grants),
+            chunks(&snapshot.reports, Rows::Reports),
+        ];
+        for rows in all.iter().flatten() {
+            builder.add(rows);
+        }
+        let streamed = builder.finish(snapshot.revision);
+        assert!(streamed == Index::from_snapshot(snapshot), "the streamed index differs from the whole one");
+        assert_eq!(streamed.user_count(), snapshot.users.len());
     }
 }

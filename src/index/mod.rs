@@ -19,6 +19,7 @@ use std::sync::Arc;
 use imbl::shared_ptr::DefaultSharedPtr;
 use rustc_hash::FxBuildHasher;
 
+pub use build::IndexBuilder;
 pub use decide::Decision;
 pub use lookup::{AccessPath, Explanation, PathKind, ReportAccess, SiteAccess, UserAccess};
 pub use plan::Plan;

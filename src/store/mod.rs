@@ -30,7 +30,7 @@ use sea_orm::{
     DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     RuntimeErr, Select, SqliteTransactionMode, TransactionOptions, TransactionTrait, Value,
 };
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio::sync::{Mutex, OwnedMutexGuard, mpsc};
 use uuid::Uuid;
 
 use crate::model::{
@@ -109,6 +109,24 @@ pub struct Snapshot {
     /// All-sites grants first, then site grants.
     pub grants: Vec<Grant>,
     pub reports: Vec<Report>,
+}
+
+/// How many chunks of snapshot rows may wait for their reader: enough to
+/// keep the reading and the building of an index busy at once.
+pub const SNAPSHOT_CHUNKS_IN_FLIGHT: usize = 4;
+
+/// Rows of a snapshot as they are read, a chunk of one table at a time. The
+/// tables come in the order of the variants, so rows that name a user, site
+/// or group come after it.
+#[derive(Debug)]
+pub enum Rows {
+    Users(Vec<User>),
+    Sites(Vec<Site>),
+    Groups(Vec<Group>),
+    Memberships(Vec<(GroupId, UserId)>),
+    /// All-sites grants first, then site grants.
+    Grants(Vec<Grant>),
+    Reports(Vec<Report>),
 }
 
 /// A judged batch to commit.
@@ -192,18 +210,37 @@ impl Store {
         Ok(())
     }
 
-    /// Reads everything the index is built from, at one revision (see
-    /// `snapshot` for how).
-    pub async fn load_snapshot(&self) -> Result<Snapshot, StoreError> {
+    /// Reads everything the index is built from, at one revision, and sends
+    /// it to `rows_tx` a chunk at a time as it is read (see `snapshot` for
+    /// how). Returns the revision. Every row is sent once, the tables in the
+    /// order of [`Rows`]; if the read fails, the rows sent are partial.
+    pub async fn read_snapshot(&self, rows_tx: mpsc::Sender<Rows>) -> Result<Revision, StoreError> {
         match &self.sqlite_source {
             Some(source) => {
                 let source = source.clone();
-                tokio::task::spawn_blocking(move || snapshot::read_sqlite(&source))
+                tokio::task::spawn_blocking(move || snapshot::read_sqlite(&source, &rows_tx))
                     .await
                     .map_err(|e| StoreError::Internal(format!("reading a snapshot panicked: {e}")))?
             }
-            None => snapshot::read_postgres(self.db.get_postgres_connection_pool()).await,
+            None => snapshot::read_postgres(self.db.get_postgres_connection_pool(), &rows_tx).await,
         }
+    }
+
+    /// Reads everything the index is built from, at one revision, into
+    /// memory, each table in primary-key order.
+    pub async fn load_snapshot(&self) -> Result<Snapshot, StoreError> {
+        let (rows_tx, mut rows_rx) = mpsc::channel(SNAPSHOT_CHUNKS_IN_FLIGHT);
+        let collect = async {
+            let mut snapshot = Snapshot::default();
+            while let Some(rows) = rows_rx.recv().await {
+                snapshot.extend(rows);
+            }
+            snapshot
+        };
+        let (revision, mut snapshot) = tokio::join!(self.read_snapshot(rows_tx), collect);
+        snapshot.revision = revision?;
+        snapshot.sort();
+        Ok(snapshot)
     }
 
     /// The revision of the last committed batch, 0 before the first.
