@@ -212,28 +212,34 @@ impl Shared {
     }
 
     /// Builds the index from storage and publishes it. The caller holds the
-    /// writer lock. The rows are gathered into the index on a blocking thread
-    /// while the rest are read, then the index is finished there.
+    /// writer lock. One blocking thread gathers the rows into the index while
+    /// the rest are read, then finishes it: built in one thread, the index
+    /// and the temporaries it was gathered in share one allocator arena, and
+    /// the memory the temporaries free is reused rather than stranded.
     async fn load(&self) -> Result<(), EngineError> {
         let started = std::time::Instant::now();
         let (rows_tx, mut rows_rx) = mpsc::channel::<Rows>(SNAPSHOT_CHUNKS_IN_FLIGHT);
-        let gathering = tokio::task::spawn_blocking(move || {
+        let (revision_tx, revision_rx) = oneshot::channel::<Revision>();
+        let building = tokio::task::spawn_blocking(move || {
             let mut builder = IndexBuilder::default();
             while let Some(rows) = rows_rx.blocking_recv() {
                 builder.add(&rows);
             }
-            builder
+            // No revision: the read failed and the rows are partial.
+            let revision = revision_rx.blocking_recv().ok()?;
+            Some(builder.finish(revision))
         });
         let read = self.store.read_snapshot(rows_tx).await;
-        let builder = gathering.await.map_err(|e| StoreError::Internal(format!("index build panicked: {e}")))?;
-        // A failed read leaves the builder partial: it is dropped.
-        let revision = read?;
         let read_ms = started.elapsed().as_millis() as u64;
-        let index = tokio::task::spawn_blocking(move || builder.finish(revision))
-            .await
-            .map_err(|e| StoreError::Internal(format!("index build panicked: {e}")))?;
+        if let Ok(revision) = read {
+            let _ = revision_tx.send(revision);
+        }
+        let built = building.await.map_err(|e| StoreError::Internal(format!("index build panicked: {e}")))?;
+        read?;
+        let index = built.ok_or_else(|| StoreError::Internal("the index builder lost its revision".to_owned()))?;
         let elapsed_ms = started.elapsed().as_millis() as u64;
         let build_ms = elapsed_ms - read_ms;
+        let revision = index.revision();
         info!(revision, users = index.user_count(), read_ms, build_ms, elapsed_ms, "index loaded");
         self.publish(Arc::new(index));
         Ok(())
