@@ -6,7 +6,7 @@
 #
 #   benches/run.sh import SIZE [sqlite|postgres]   generate and import a dataset
 #   benches/run.sh load SIZE [SECONDS] [BACKEND]   Check/CheckBatch vs no-op, concurrency 16 and 64
-#   benches/run.sh coldstart SIZE [sqlite|postgres] time from start to SERVING, and RSS
+#   benches/run.sh coldstart SIZE [sqlite|postgres] time from start to SERVING, RSS and peak RSS (VmHWM)
 #   benches/run.sh writes                          single-grant Mutate calls/s and a 100k-grant batch (SQLite, S)
 #
 # SIZE is S, M or XL. Data goes to $WARDEN_BENCH_DIR (default /tmp/warden-bench);
@@ -100,11 +100,11 @@ cmd_coldstart() { # size [backend]
     local ready; ready=$(date +%s.%N)
     sed 's/\x1b\[[0-9;]*m//g' "$SERVER_LOG" | grep "index loaded"
     echo "start to SERVING: $(echo "$ready - $SERVER_STARTED" | bc) s (polled every 50 ms)"
-    grep VmRSS "/proc/$SERVER_PID/status" | sed 's/^/after load: /'
+    grep -E 'VmRSS|VmHWM' "/proc/$SERVER_PID/status" | sed 's/^/after load: /'
     # Resident memory under load: a short Check run.
     loadgen --addr "127.0.0.1:$PORT" --server-pid "$SERVER_PID" --size "$size" --rpc check \
         --concurrency 16 --connections 2 --seconds 5 --warmup 1 | grep -E '^(RESULT|  first error)'
-    grep VmRSS "/proc/$SERVER_PID/status" | sed 's/^/after load run: /'
+    grep -E 'VmRSS|VmHWM' "/proc/$SERVER_PID/status" | sed 's/^/after load run: /'
     stop_server
 }
 
