@@ -784,6 +784,7 @@ mod tests {
         migrating_twice_changes_nothing,
         a_committed_batch_loads_back_as_the_same_snapshot,
         a_snapshot_holds_rows_in_key_order_whatever_order_they_were_written_in,
+        a_snapshot_streamed_in_many_chunks_builds_the_index_of_its_rows,
         each_commit_advances_the_head_revision_by_one,
         changes_since_returns_the_committed_changes_without_password_hashes,
         an_idempotency_key_keeps_the_result_of_its_batch,
@@ -931,6 +932,30 @@ mod tests {
         let (changes, expected) = sample_batch();
         assert_eq!(commit(&store, &changes).await, 1);
         assert_eq!(store.load_snapshot().await.expect("snapshot"), expected);
+    }
+
+    /// The streamed read that a cold start builds from: more grants than a
+    /// chunk holds, gathered as they arrive, give the index of the rows.
+    async fn a_snapshot_streamed_in_many_chunks_builds_the_index_of_its_rows(store: Store) {
+        use crate::dataset::{Dataset, Shape};
+        use crate::index::{Index, IndexBuilder};
+
+        let dataset = Dataset::generate(Shape::with_users(4_000), 5);
+        store.import_dataset(&dataset.snapshot, |_| {}).await.expect("import");
+        let (rows_tx, mut rows_rx) = mpsc::channel(SNAPSHOT_CHUNKS_IN_FLIGHT);
+        let gather = async {
+            let (mut builder, mut grant_chunks) = (IndexBuilder::default(), 0);
+            while let Some(rows) = rows_rx.recv().await {
+                grant_chunks += usize::from(matches!(rows, Rows::Grants(_)));
+                builder.add(&rows);
+            }
+            (builder, grant_chunks)
+        };
+        let (revision, (builder, grant_chunks)) = tokio::join!(store.read_snapshot(rows_tx), gather);
+        assert!(grant_chunks >= 3, "{} grants came in {grant_chunks} chunks", dataset.snapshot.grants.len());
+        let mut expected = Index::from_snapshot(&dataset.snapshot);
+        expected.apply_batch(1, &[]);
+        assert!(builder.finish(revision.expect("read")) == expected, "the streamed index differs from the dataset's");
     }
 
     async fn a_snapshot_holds_rows_in_key_order_whatever_order_they_were_written_in(store: Store) {
