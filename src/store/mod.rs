@@ -477,8 +477,11 @@ impl Store {
         oldest.flatten().map(revision_of).transpose()
     }
 
-    /// Drops the changelog entries at or below `through`; returns how many.
-    /// Watchers older than what remains must resync from a full read.
+    /// Drops the changelog entries at or below `through`, and the
+    /// idempotency keys of those revisions; returns how many entries.
+    /// Watchers older than what remains must resync from a full read, and a
+    /// retry whose key is gone is judged as a new batch: keys are kept as
+    /// long as the changelog, so that the table does not grow forever.
     ///
     /// INVARIANT: the head entry is never dropped, because the next revision
     /// is counted from it. (A commit racing this only raises the head.)
@@ -487,6 +490,10 @@ impl Store {
         let through = stored_revision(std::cmp::min(through, head.saturating_sub(1)))?;
         let deleted =
             changelog::Entity::delete_many().filter(changelog::Column::Revision.lte(through)).exec(&self.db).await?;
+        idempotency_key::Entity::delete_many()
+            .filter(idempotency_key::Column::Revision.lte(through))
+            .exec(&self.db)
+            .await?;
         Ok(deleted.rows_affected)
     }
 
@@ -789,6 +796,7 @@ mod tests {
         changes_since_returns_the_committed_changes_without_password_hashes,
         an_idempotency_key_keeps_the_result_of_its_batch,
         pruning_the_changelog_keeps_the_head_entry,
+        pruning_the_changelog_drops_the_idempotency_keys_of_its_revisions,
         passwords_are_found_by_email_key_and_by_id,
         a_user_update_changes_only_the_patched_fields,
         updates_and_deletes_reach_every_table,
@@ -1077,6 +1085,26 @@ mod tests {
         assert_eq!(store.prune_changelog(Revision::MAX).await.expect("prune"), 1);
         assert_eq!(store.oldest_retained_revision().await.expect("oldest"), Some(3));
         assert_eq!(commit(&store, &[]).await, 4);
+    }
+
+    async fn pruning_the_changelog_drops_the_idempotency_keys_of_its_revisions(store: Store) {
+        for n in 1..=3 {
+            let changes = [user_created(user(n, &format!("u{n}@x.org"), "U"))];
+            let key = format!("key-{n}");
+            let commit = Commit {
+                changes: &changes,
+                actor: None,
+                ids: &[],
+                idempotency_key: Some(&key),
+                committed_at: Timestamp(7),
+                judged_at: None,
+            };
+            store.commit(commit).await.expect("commit");
+        }
+        store.prune_changelog(2).await.expect("prune");
+        for (key, kept) in [("key-1", false), ("key-2", false), ("key-3", true)] {
+            assert_eq!(store.idempotent_result(key).await.expect("lookup").is_some(), kept, "{key}");
+        }
     }
 
     async fn an_idempotency_key_keeps_the_result_of_its_batch(store: Store) {

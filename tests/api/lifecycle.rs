@@ -216,6 +216,30 @@ async fn a_retried_mutate_with_the_same_idempotency_key_answers_alike_and_create
     assert_eq!(app.observe().await, observed);
 }
 
+async fn an_idempotency_key_is_kept_as_long_as_the_changelog_keeps_its_revision(app: TestApp) {
+    let mut app = app.restart_with_retention(3).await;
+    let request = pb::MutateRequest {
+        mutations: vec![pb::Mutation { op: Some(create_site("", "shop")) }],
+        idempotency_key: "create-shop".into(),
+        ..Default::default()
+    };
+    let first = app.admin.mutate(request.clone()).await.unwrap().into_inner();
+    for i in 0..2 {
+        app.apply(None, vec![create_site(&new_id(), &format!("site {i}"))]).await;
+    }
+    let retried = app.admin.mutate(request.clone()).await.unwrap().into_inner();
+    assert_eq!(retried, first, "the key's revision is still in the changelog");
+
+    // Enough batches to prune the key's revision: the key goes with it.
+    for i in 2..8 {
+        app.apply(None, vec![create_site(&new_id(), &format!("site {i}"))]).await;
+    }
+    let late = app.admin.mutate(request).await.unwrap().into_inner();
+    assert_ne!(late.revision, first.revision, "a retry after the retention is a new batch");
+    let shops = app.observe().await.sites.iter().filter(|site| site.name == "shop").count();
+    assert_eq!(shops, 2);
+}
+
 async fn a_stale_expected_revision_is_failed_precondition_and_changes_nothing(mut app: TestApp) {
     let _site = app.new_site().await;
     let read_at = app.revision().await;
@@ -459,6 +483,7 @@ crate::backend_tests!(
     a_restarted_server_gives_every_answer_it_gave_before,
     a_batch_whose_last_mutation_is_refused_leaves_storage_and_index_as_they_were,
     a_retried_mutate_with_the_same_idempotency_key_answers_alike_and_creates_nothing_twice,
+    an_idempotency_key_is_kept_as_long_as_the_changelog_keeps_its_revision,
     a_stale_expected_revision_is_failed_precondition_and_changes_nothing,
     list_users_pages_through_seven_users_two_at_a_time_each_exactly_once,
     list_users_searches_email_and_name_prefixes_case_insensitively,
