@@ -7,6 +7,7 @@ use sea_orm_migration::{MigrationTrait, async_trait};
 pub use sea_orm_migration::MigratorTrait;
 
 mod m20261122_000001_initial;
+mod m20261123_000001_idempotency_keys_by_revision;
 
 /// Applies warden's migrations in order: `Migrator::up(&db, None)`.
 pub struct Migrator;
@@ -14,6 +15,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261122_000001_initial::Migration)]
+        vec![
+            Box::new(m20261122_000001_initial::Migration),
+            Box::new(m20261123_000001_idempotency_keys_by_revision::Migration),
+        ]
     }
 }
