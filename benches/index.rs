@@ -11,7 +11,8 @@
 //!
 //! - `memory/pointer_chase_256MiB`: one dependent read from a random place in
 //!   256 MiB, the machine's cost of a cache and TLB miss: the floor under a
-//!   decision on an index larger than the caches.
+//!   decision on an index larger than the caches; `..._huge_pages`: the same
+//!   on transparent huge pages, where the TLB miss is mostly gone.
 //!
 //! `cargo bench --bench index` runs S and M; `WARDEN_BENCH_SIZES=S,M,XL` adds XL
 //! (several GB of memory and minutes of set-up). Filter as usual:
@@ -30,6 +31,7 @@ use criterion::{BatchSize, Criterion, Throughput};
 use tonic::Request;
 use warden::dataset::{CheckSample, Dataset, DatasetSize};
 use warden::engine::{Engine, MutateCommand};
+use warden::huge_pages;
 use warden::index::Index;
 use warden::model::{Grant, Level, Mutation, Subject, Target};
 use warden::pb;
@@ -85,7 +87,12 @@ impl Fixture {
     }
 
     fn index(&self) -> &Index {
-        self.index.get_or_init(|| Index::from_snapshot(&self.dataset().snapshot))
+        self.index.get_or_init(|| {
+            let index = Index::from_snapshot(&self.dataset().snapshot);
+            // As the server does once its index is loaded.
+            huge_pages::advise_heap().expect("reading /proc/self/maps");
+            index
+        })
     }
 
     fn samples(&self) -> &[CheckSample] {
@@ -103,6 +110,7 @@ impl Fixture {
                 store.import_dataset(&self.dataset().snapshot, |_| {}).await.expect("import");
                 let engine = Arc::new(Engine::new(store, 1_000));
                 engine.load().await.expect("load");
+                huge_pages::advise_heap().expect("reading /proc/self/maps");
                 CheckApi::new(engine)
             });
             (runtime, api)
@@ -277,28 +285,34 @@ fn bench_mutate(criterion: &mut Criterion, fixture: &Fixture) {
 
 /// Follows a random cycle through 256 MiB of slots: every read depends on
 /// the one before and misses the caches, as a decision's lookups on an XL
-/// index do.
+/// index do. Once on 4 KiB pages (every read also misses the TLB) and once
+/// after [`huge_pages::advise_heap`], as the server's index is.
 fn bench_memory_latency(criterion: &mut Criterion) {
     const SLOTS: usize = 256 << 20 >> 3;
     let mut group = criterion.benchmark_group("memory");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("pointer_chase_256MiB", |b| {
-        // Sattolo's shuffle: a single cycle through every slot.
-        let mut next: Vec<u64> = (0..SLOTS as u64).collect();
-        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-        for i in (1..SLOTS).rev() {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let j = (state % i as u64) as usize;
-            next.swap(i, j);
-        }
-        let mut at = 0_u64;
-        b.iter(|| {
-            at = next[at as usize];
-            black_box(at)
+    // Sattolo's shuffle: a single cycle through every slot.
+    let mut next: Vec<u64> = (0..SLOTS as u64).collect();
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    for i in (1..SLOTS).rev() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let j = (state % i as u64) as usize;
+        next.swap(i, j);
+    }
+    let mut chase = |name: &str, next: &[u64]| {
+        group.bench_function(name, |b| {
+            let mut at = 0_u64;
+            b.iter(|| {
+                at = next[at as usize];
+                black_box(at)
+            });
         });
-    });
+    };
+    chase("pointer_chase_256MiB", &next);
+    huge_pages::advise_heap().expect("reading /proc/self/maps");
+    chase("pointer_chase_256MiB_huge_pages", &next);
     group.finish();
 }
 

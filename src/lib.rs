@@ -8,6 +8,7 @@
 pub mod config;
 pub mod dataset;
 pub mod engine;
+pub mod huge_pages;
 pub mod index;
 pub mod model;
 pub mod server;

@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tonic::transport::Server;
@@ -41,6 +41,7 @@ pub struct Application {
     incoming: TcpIncoming,
     local_addr: SocketAddr,
     engine: Arc<Engine>,
+    huge_pages: bool,
 }
 
 impl Application {
@@ -55,7 +56,7 @@ impl Application {
             .with_nodelay(Some(true));
         let local_addr = incoming.local_addr().context("reading the bound address")?;
         let engine = Arc::new(Engine::new(store, config.changelog_retention));
-        Ok(Application { incoming, local_addr, engine })
+        Ok(Application { incoming, local_addr, engine, huge_pages: config.huge_pages })
     }
 
     /// The address actually bound (useful with port 0).
@@ -73,7 +74,7 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let (health, health_service) = tonic_health::server::health_reporter();
         set_health(&health, ServingStatus::NotServing).await;
-        tokio::spawn(load_index(self.engine.clone(), health.clone()));
+        tokio::spawn(load_index(self.engine.clone(), health.clone(), self.huge_pages));
 
         // The same public services on both reflection versions (many grpcurl builds speak only v1alpha).
         let reflection = || {
@@ -124,8 +125,9 @@ impl Application {
     }
 }
 
-/// Loads the index, retrying while storage is unreachable, then reports SERVING.
-async fn load_index(engine: Arc<Engine>, health: HealthReporter) {
+/// Loads the index, retrying while storage is unreachable, then reports
+/// SERVING and, if asked, moves the index onto huge pages while serving.
+async fn load_index(engine: Arc<Engine>, health: HealthReporter, huge_pages: bool) {
     loop {
         match engine.load().await {
             Ok(()) => break,
@@ -136,6 +138,20 @@ async fn load_index(engine: Arc<Engine>, health: HealthReporter) {
         }
     }
     set_health(&health, ServingStatus::Serving).await;
+    if huge_pages {
+        let started = Instant::now();
+        match tokio::task::spawn_blocking(crate::huge_pages::advise_heap).await {
+            Ok(Ok(advised)) => info!(
+                regions = advised.regions,
+                mib = advised.bytes >> 20,
+                not_collapsed = advised.not_collapsed,
+                elapsed_ms = started.elapsed().as_millis(),
+                "heap advised to use huge pages"
+            ),
+            Ok(Err(cause)) => warn!(%cause, "advising huge pages failed"),
+            Err(cause) => warn!(%cause, "advising huge pages panicked"),
+        }
+    }
 }
 
 async fn set_health(health: &HealthReporter, status: ServingStatus) {

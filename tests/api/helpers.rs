@@ -88,7 +88,9 @@ async fn start_with_retention(backend: Backend, changelog_retention: u64) -> Tes
             StorageConfig { data_dir: PathBuf::from("unused"), database_url: Some(DatabaseUrl(url.clone())) }
         }
     };
-    let config = Config { listen: "127.0.0.1:0".parse().expect("address"), storage, changelog_retention };
+    // Huge pages as in production: every test server advises the test process's heap once loaded.
+    let config =
+        Config { listen: "127.0.0.1:0".parse().expect("address"), storage, changelog_retention, huge_pages: true };
     let app = Application::build(&config).await.expect("build application");
     let addr = app.local_addr();
     let engine = app.engine();
