@@ -9,6 +9,8 @@
 #   benches/run.sh coldstart SIZE [sqlite|postgres] time from start to SERVING, RSS and peak RSS (VmHWM)
 #   benches/run.sh writes                          single-grant Mutate calls/s and a 100k-grant batch (SQLite, S)
 #
+# The server is started with the environment of this script: WARDEN_HUGE_PAGES=false
+# measures it on 4 KiB pages.
 # SIZE is S, M or XL. Data goes to $WARDEN_BENCH_DIR (default /tmp/warden-bench);
 # PostgreSQL databases are warden_bench_<size> at $WARDEN_BENCH_PG
 # (default postgres://postgres@127.0.0.1:5432).
@@ -66,6 +68,16 @@ start_server() { # size backend
     return 1
 }
 
+# The server moves its index onto huge pages after SERVING (src/huge_pages.rs);
+# load runs start once that is done, so that it does not take CPU 0 from them.
+wait_for_huge_pages() {
+    [[ "${WARDEN_HUGE_PAGES:-true}" == false ]] && return 0
+    for _ in $(seq 1 1200); do
+        if grep -q "huge pages" "$SERVER_LOG"; then return 0; fi
+        sleep 0.05
+    done
+}
+
 stop_server() {
     kill -TERM "$SERVER_PID" 2>/dev/null || true
     wait "$SERVER_PID" 2>/dev/null || true
@@ -81,6 +93,7 @@ cmd_load() { # size [seconds] [backend]
     build
     start_server "$size" "${3:-sqlite}"
     trap stop_server EXIT
+    wait_for_huge_pages
     for concurrency in 16 64; do
         for rpc in noop check noop-batch check-batch; do
             local target=(--addr "127.0.0.1:$PORT" --server-pid "$SERVER_PID")
