@@ -1,4 +1,4 @@
-//! Backs the loaded index with transparent huge pages (Linux).
+//! Backs the loaded index with transparent huge pages (Linux, glibc targets).
 //!
 //! A decision on a large index is a chain of dependent cache misses, and with
 //! 4 KiB pages most of them miss the TLB as well: at XL huge pages take 7–14 %
@@ -58,8 +58,9 @@ fn anonymous_huge_range(line: &str) -> Option<std::ops::Range<usize>> {
     (start < end).then_some(start..end)
 }
 
-/// Returns whether the kernel collapsed the range.
-#[cfg(target_os = "linux")]
+/// Returns whether the kernel collapsed the range. (`libc` has
+/// `MADV_COLLAPSE` for glibc targets only; elsewhere nothing is advised.)
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code, reason = "madvise is a system call on raw addresses")]
 fn advise(range: std::ops::Range<usize>) -> bool {
     let (start, len) = (range.start as *mut libc::c_void, range.len());
@@ -72,7 +73,7 @@ fn advise(range: std::ops::Range<usize>) -> bool {
     }
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn advise(_range: std::ops::Range<usize>) -> bool {
     false
 }
@@ -101,7 +102,7 @@ mod tests {
     /// Where the kernel offers transparent huge pages, a resident heap
     /// allocation ends up in them.
     #[test]
-    #[cfg(target_os = "linux")]
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
     fn a_resident_allocation_is_collapsed_where_the_kernel_allows() {
         let thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
         if thp.is_empty() || thp.contains("[never]") {
