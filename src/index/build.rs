@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
-use super::{Grants, GroupEntry, Index, ReportEntry, SiteEntry, SmallOrdMap, SmallOrdSet, UserEntry};
+use super::{DecisionTable, Grants, GroupEntry, Index, ReportEntry, SiteEntry, SmallOrdMap, SmallOrdSet, UserEntry};
 use crate::model::{
     Grant, Group, GroupId, Level, Report, ReportId, Revision, Role, Site, SiteId, Subject, Target, Timestamp, User,
     UserId, validate,
@@ -284,6 +284,7 @@ impl IndexBuilder {
             let entry = SiteEntry { grantees: sorted_set(site.grantees), reports: sorted_set(site.reports) };
             index.sites.insert(id, Arc::new(entry));
         }
+        index.table = DecisionTable::build(&index);
         index
     }
 }
@@ -303,13 +304,13 @@ impl Index {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::dataset::{Dataset, Shape};
     use crate::model::Change;
 
     /// The rows of `snapshot` as the changes that would have created them.
-    fn as_changes(snapshot: &Snapshot) -> Vec<Change> {
+    pub(in crate::index) fn as_changes(snapshot: &Snapshot) -> Vec<Change> {
         let users = snapshot.users.iter().map(|user| Change::UserCreated { user: user.clone(), password: None });
         let sites = snapshot.sites.iter().map(|site| Change::SiteCreated { site: site.clone() });
         let groups = snapshot.groups.iter().map(|group| Change::GroupCreated { group: group.clone() });

@@ -1,7 +1,9 @@
 //! Decisions: the rules of DESIGN §1 read off the index.
 
 use super::Index;
-use crate::model::{Action, Level, Resource, Role, SiteId, UserId, Visibility};
+use crate::model::{Action, Level, Resource, SiteId, UserId, Visibility};
+#[cfg(test)]
+use crate::model::Role;
 
 /// The answer to one check. A denial is a value, not an error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,25 +58,26 @@ impl Index {
     /// highest of the user's and their groups' site and all-sites grants.
     /// `NoAccess` when the user or the site does not exist.
     pub fn site_level(&self, user: UserId, site: SiteId) -> Level {
-        let Some(entry) = self.users.get(&user) else { return Level::NoAccess };
-        // A site grant names an existing site (a site's grants are dropped
-        // before the site), so the site map is asked only when the level
-        // comes from ownership or a wildcard: one lookup fewer on the hot path.
-        let wildcard = if entry.role == Role::Owner { Level::Manage } else { entry.grants.all_sites };
-        let (mut on_site, mut wildcard) = (entry.grants.on_site(site), wildcard);
-        for group_id in entry.groups.iter() {
-            if on_site.max(wildcard) == Level::Manage {
-                break;
-            }
-            if let Some(group) = self.groups.get(&group_id) {
-                on_site = on_site.max(group.grants.on_site(site));
-                wildcard = wildcard.max(group.grants.all_sites);
-            }
-        }
-        if wildcard > on_site && self.sites.contains_key(&site) { wildcard } else { on_site }
+        self.table.site_level(user, site)
     }
 
     pub fn is_owner(&self, user: UserId) -> bool {
-        self.users.get(&user).is_some_and(|u| u.role == Role::Owner)
+        self.table.is_owner(user)
+    }
+
+    /// [`Index::site_level`] read off the maps instead of the decision
+    /// table: the reference the table is tested against.
+    #[cfg(test)]
+    pub(super) fn site_level_from_maps(&self, user: UserId, site: SiteId) -> Level {
+        let Some(entry) = self.users.get(&user) else { return Level::NoAccess };
+        if !self.sites.contains_key(&site) {
+            return Level::NoAccess;
+        }
+        let wildcard = if entry.role == Role::Owner { Level::Manage } else { entry.grants.all_sites };
+        let mut level = wildcard.max(entry.grants.on_site(site));
+        for group in entry.groups.iter().filter_map(|id| self.groups.get(&id)) {
+            level = level.max(group.grants.on_site(site)).max(group.grants.all_sites);
+        }
+        level
     }
 }

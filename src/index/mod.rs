@@ -10,9 +10,11 @@
 
 mod build;
 mod decide;
+mod flat;
 mod lookup;
 mod plan;
 mod sorted;
+mod table;
 
 use std::sync::Arc;
 
@@ -24,6 +26,7 @@ pub use decide::Decision;
 pub use lookup::{AccessPath, Explanation, PathKind, ReportAccess, SiteAccess, UserAccess};
 pub use plan::Plan;
 use sorted::{SmallOrdMap, SmallOrdSet};
+use table::{DecisionTable, OutOfHandles};
 
 use crate::model::{
     Change, Grant, GroupId, Level, ReportId, Revision, Role, SiteId, Subject, Target, Timestamp, UserId, Visibility,
@@ -53,6 +56,9 @@ pub struct Index {
     group_by_name: Map<Arc<str>, GroupId>,
     group_by_external_id: Map<Arc<str>, GroupId>,
     reports: Map<ReportId, ReportEntry>,
+    /// What decisions read: the maps above, laid out for speed. Derived from
+    /// them and kept in step with them by [`Index::apply`].
+    table: DecisionTable,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -148,6 +154,40 @@ impl Index {
     /// changelog it wrote), so every id they name exists, and cascades
     /// (grants, memberships, reports) were emitted before the deletion.
     fn apply(&mut self, change: &Change) {
+        self.apply_to_maps(change);
+        if self.apply_to_table(change).is_err() {
+            self.table = DecisionTable::build(self);
+        }
+    }
+
+    /// Brings the decision table in step with the maps after `change`.
+    fn apply_to_table(&mut self, change: &Change) -> Result<(), OutOfHandles> {
+        match change {
+            Change::UserCreated { user, .. } => self.sync_user(user.id)?,
+            Change::UserUpdated { user_id, patch, .. } if patch.role.is_some() => self.sync_user(*user_id)?,
+            Change::UserDeleted { user_id } => self.table.remove_user(*user_id),
+            Change::SiteCreated { site } => self.table.add_site(site.id)?,
+            Change::SiteDeleted { site_id } => self.table.remove_site(*site_id),
+            Change::GroupCreated { group } => self.table.add_group(group.id)?,
+            Change::GroupDeleted { group_id } => self.table.remove_group(*group_id),
+            Change::MemberAdded { user_id, .. } | Change::MemberRemoved { user_id, .. } => self.sync_user(*user_id)?,
+            Change::GrantSet { grant } => match (grant.subject, grant.target) {
+                (Subject::User(user_id), Target::AllSites) => self.sync_user(user_id)?,
+                (subject, target) => self.table.set_grant(subject, target, grant.level),
+            },
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn sync_user(&mut self, id: UserId) -> Result<(), OutOfHandles> {
+        match self.users.get(&id) {
+            Some(entry) => self.table.set_user(id, entry),
+            None => Ok(()),
+        }
+    }
+
+    fn apply_to_maps(&mut self, change: &Change) {
         match change {
             Change::UserCreated { user, .. } => {
                 self.insert_user(user.id, &validate::email_key(&user.email), user.role, user.created_at);
