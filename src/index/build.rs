@@ -244,14 +244,21 @@ impl IndexBuilder {
             if let Some(author) = self.users.get_mut(&report.author) {
                 author.reports.push(report.id);
             }
-            let entry = ReportEntry { site: report.site_id, author: report.author, visibility: report.visibility };
-            self.index.reports.insert(report.id, entry);
+            let entry = ReportEntry {
+                id: report.id,
+                site: report.site_id,
+                author: report.author,
+                visibility: report.visibility,
+            };
+            self.index.reports.insert(Some(entry));
         }
     }
 
     /// The index of every row added, at `revision`.
     pub fn finish(self, revision: Revision) -> Index {
         let IndexBuilder { mut index, users, groups, sites, last_holder: _ } = self;
+        // Done with finding entries by id: free that memory before the decision table is built.
+        drop((users.positions, groups.positions, sites.positions));
         index.revision = revision;
         for (id, user) in users.entries {
             if user.grants.all_sites != Level::NoAccess {

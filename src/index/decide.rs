@@ -1,9 +1,9 @@
 //! Decisions: the rules of DESIGN §1 read off the index.
 
 use super::Index;
-use crate::model::{Action, Level, Resource, SiteId, UserId, Visibility};
 #[cfg(test)]
 use crate::model::Role;
+use crate::model::{Action, Level, Resource, SiteId, UserId, Visibility};
 
 /// The answer to one check. A denial is a value, not an error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,7 +33,7 @@ impl Index {
                 Decision { allowed, level }
             }
             Resource::Report(report_id) => {
-                let Some(report) = self.reports.get(&report_id) else {
+                let Some(report) = self.report(report_id) else {
                     return Decision { allowed: false, level: Level::NoAccess };
                 };
                 let level = self.site_level(user, report.site);

@@ -168,7 +168,7 @@ impl Index {
     }
 
     fn explain_report(&self, user: UserId, report_id: ReportId) -> Explanation {
-        let Some(report) = self.reports.get(&report_id) else {
+        let Some(report) = self.report(report_id) else {
             return Explanation { site: None, level: Level::NoAccess, paths: Vec::new(), report: None };
         };
         let (level, paths) = self.paths(user, report.site);

@@ -23,6 +23,7 @@ use rustc_hash::FxBuildHasher;
 
 pub use build::IndexBuilder;
 pub use decide::Decision;
+use flat::{FlatTable, Slot, hash_uuid};
 pub use lookup::{AccessPath, Explanation, PathKind, ReportAccess, SiteAccess, UserAccess};
 pub use plan::Plan;
 use sorted::{SmallOrdMap, SmallOrdSet};
@@ -55,7 +56,7 @@ pub struct Index {
     /// Lower-cased group name → group: names are unique case-insensitively.
     group_by_name: Map<Arc<str>, GroupId>,
     group_by_external_id: Map<Arc<str>, GroupId>,
-    reports: Map<ReportId, ReportEntry>,
+    reports: FlatTable<Option<ReportEntry>>,
     /// What decisions read: the maps above, laid out for speed. Derived from
     /// them and kept in step with them by [`Index::apply`].
     table: DecisionTable,
@@ -127,15 +128,32 @@ impl Grants {
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct ReportEntry {
+    id: ReportId,
     site: SiteId,
     author: UserId,
     visibility: Visibility,
+}
+
+/// A report decision finds its report in one probe, as users and sites.
+impl Slot for Option<ReportEntry> {
+    type Key = ReportId;
+    const EMPTY: Self = None;
+    fn key(&self) -> Option<ReportId> {
+        self.map(|report| report.id)
+    }
+    fn hash(key: ReportId) -> u64 {
+        hash_uuid(key.0)
+    }
 }
 
 impl Index {
     /// The revision of the last batch applied.
     pub fn revision(&self) -> Revision {
         self.revision
+    }
+
+    fn report(&self, id: ReportId) -> Option<ReportEntry> {
+        self.reports.get(id).copied().flatten()
     }
 
     pub fn user_count(&self) -> usize {
@@ -269,12 +287,13 @@ impl Index {
                 self.insert_report(report.id, report.site_id, report.author, report.visibility);
             }
             Change::ReportUpdated { report_id, visibility, author, .. } => {
-                let Some(report) = self.reports.get_mut(report_id) else { return };
+                let Some(mut report) = self.report(*report_id) else { return };
                 if let Some(visibility) = visibility {
                     report.visibility = *visibility;
                 }
+                self.reports.insert(Some(ReportEntry { author: author.unwrap_or(report.author), ..report }));
                 if let Some(author) = author {
-                    let previous = std::mem::replace(&mut report.author, *author);
+                    let previous = report.author;
                     if let Some(user) = self.users.get_mut(&previous) {
                         Arc::make_mut(user).reports.remove(report_id);
                     }
@@ -284,7 +303,8 @@ impl Index {
                 }
             }
             Change::ReportDeleted { report_id } => {
-                if let Some(report) = self.reports.remove(report_id) {
+                if let Some(report) = self.report(*report_id) {
+                    self.reports.remove(*report_id);
                     if let Some(site) = self.sites.get_mut(&report.site) {
                         Arc::make_mut(site).reports.remove(report_id);
                     }
@@ -389,7 +409,7 @@ impl Index {
     }
 
     fn insert_report(&mut self, id: ReportId, site: SiteId, author: UserId, visibility: Visibility) {
-        self.reports.insert(id, ReportEntry { site, author, visibility });
+        self.reports.insert(Some(ReportEntry { id, site, author, visibility }));
         if let Some(entry) = self.sites.get_mut(&site) {
             Arc::make_mut(entry).reports.insert(id);
         }

@@ -423,7 +423,7 @@ impl Draft {
 
     fn create_report(&mut self, new: &NewReport, field: &str) -> Result<ReportId, ModelError> {
         let id = ReportId(Self::new_id(new.id.map(|id| id.0)));
-        if self.index.reports.contains_key(&id) {
+        if self.index.report(id).is_some() {
             return Err(ModelError::AlreadyExists { what: format!("report `{id}`") });
         }
         self.require_site(new.site_id)?;
@@ -457,7 +457,7 @@ impl Draft {
 
     /// The report exists and the actor (if any) may do `action` on it.
     fn authorize_report(&self, report_id: ReportId, action: Action) -> Result<(), ModelError> {
-        if !self.index.reports.contains_key(&report_id) {
+        if self.index.report(report_id).is_none() {
             return Err(ModelError::not_found("report", report_id));
         }
         match self.actor {

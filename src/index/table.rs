@@ -18,12 +18,16 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use super::flat::{FlatTable, Slot, mix};
+use super::flat::{FlatTable, Slot, hash_uuid, mix};
 use super::{Grants, Index, UserEntry};
 use crate::model::{GroupId, Level, Role, SiteId, Subject, Target, UserId};
 
 /// Site handles share a word with a subject handle and a level, hence 29 bits.
 const SITE_BITS: u32 = 29;
+
+/// A build inserts users and their grants in batches of this many grants
+/// (see [`FlatTable::extend`]).
+const BUILD_BATCH: usize = 1 << 20;
 
 /// The site handle that stands for "all sites" in a group's grants.
 const ALL_SITES: u32 = 0;
@@ -77,23 +81,25 @@ struct UserSlot {
     groups: GroupHandles,
 }
 
-/// A user's groups: most users are in at most three, kept in the slot.
+const _: () = assert!(std::mem::size_of::<UserSlot>() == 40);
+
+/// A user's groups: most users are in at most two, kept in the slot (which
+/// then fits in 40 bytes).
 #[derive(Clone, Debug)]
 enum GroupHandles {
-    Inline { len: u8, handles: [u32; 3] },
-    Spilled(Arc<[u32]>),
+    Inline { len: u8, handles: [u32; 2] },
+    Spilled(Arc<Vec<u32>>),
 }
 
 impl GroupHandles {
-    const NONE: GroupHandles = GroupHandles::Inline { len: 0, handles: [0; 3] };
+    const NONE: GroupHandles = GroupHandles::Inline { len: 0, handles: [0; 2] };
 
     fn from_vec(handles: Vec<u32>) -> Self {
         match *handles.as_slice() {
             [] => Self::NONE,
-            [a] => GroupHandles::Inline { len: 1, handles: [a, 0, 0] },
-            [a, b] => GroupHandles::Inline { len: 2, handles: [a, b, 0] },
-            [a, b, c] => GroupHandles::Inline { len: 3, handles: [a, b, c] },
-            _ => GroupHandles::Spilled(handles.into()),
+            [a] => GroupHandles::Inline { len: 1, handles: [a, 0] },
+            [a, b] => GroupHandles::Inline { len: 2, handles: [a, b] },
+            _ => GroupHandles::Spilled(Arc::new(handles)),
         }
     }
 
@@ -107,8 +113,13 @@ impl GroupHandles {
 
 impl Slot for UserSlot {
     type Key = UserId;
-    const EMPTY: Self =
-        UserSlot { id: UserId(uuid::Uuid::nil()), handle: 0, owner: false, wildcard: Level::NoAccess, groups: GroupHandles::NONE };
+    const EMPTY: Self = UserSlot {
+        id: UserId(uuid::Uuid::nil()),
+        handle: 0,
+        owner: false,
+        wildcard: Level::NoAccess,
+        groups: GroupHandles::NONE,
+    };
     fn key(&self) -> Option<UserId> {
         (self.handle != 0).then_some(self.id)
     }
@@ -183,11 +194,6 @@ fn pair(subject: u32, site: u32) -> u64 {
     u64::from(subject) << SITE_BITS | u64::from(site)
 }
 
-fn hash_uuid(id: uuid::Uuid) -> u64 {
-    let (high, low) = id.as_u64_pair();
-    mix(high ^ mix(low))
-}
-
 impl DecisionTable {
     /// The effective level of `user` on `site`, as DESIGN §1 defines it.
     #[inline]
@@ -223,9 +229,7 @@ impl DecisionTable {
             sites: FlatTable::with_capacity(index.sites.len()),
             groups: FlatTable::with_capacity(index.groups.len()),
             user_levels: FlatTable::with_capacity(index.users.values().map(|u| site_grants(&u.grants)).sum()),
-            group_levels: FlatTable::with_capacity(
-                index.groups.values().map(|g| site_grants(&g.grants) + 1).sum(),
-            ),
+            group_levels: FlatTable::with_capacity(index.groups.values().map(|g| site_grants(&g.grants) + 1).sum()),
             next: Handles::FIRST,
             limits: Handles::LIMITS,
         };
@@ -239,11 +243,22 @@ impl DecisionTable {
                 table.set_grants(Subject::Group(*id), &group.grants);
             }
         }
+        let (mut users, mut grants) = (Vec::with_capacity(BUILD_BATCH), Vec::with_capacity(BUILD_BATCH));
         for (id, user) in index.users.iter() {
-            if table.set_user(*id, user).is_ok() {
-                table.set_grants(Subject::User(*id), &user.grants);
+            let Ok(handle) = take(&mut table.next.user, table.limits.user) else { continue };
+            users.push(table.user_slot(*id, handle, user));
+            for (site, level) in user.grants.sites.iter() {
+                if let Some(site) = table.sites.get(site) {
+                    grants.push(LevelSlot::new(handle, site.handle, level));
+                }
+            }
+            if grants.len() >= BUILD_BATCH {
+                table.users.extend(&mut users);
+                table.user_levels.extend(&mut grants);
             }
         }
+        table.users.extend(&mut users);
+        table.user_levels.extend(&mut grants);
         table
     }
 
@@ -282,16 +297,20 @@ impl DecisionTable {
             Some(slot) => slot.handle,
             None => take(&mut self.next.user, self.limits.user)?,
         };
+        self.users.insert(self.user_slot(id, handle, entry));
+        Ok(())
+    }
+
+    fn user_slot(&self, id: UserId, handle: u32, entry: &UserEntry) -> UserSlot {
         let owner = entry.role == Role::Owner;
         let groups = entry.groups.iter().filter_map(|group| self.groups.get(group).map(|slot| slot.handle)).collect();
-        self.users.insert(UserSlot {
+        UserSlot {
             id,
             handle,
             owner,
             wildcard: if owner { Level::Manage } else { entry.grants.all_sites },
             groups: GroupHandles::from_vec(groups),
-        });
-        Ok(())
+        }
     }
 
     pub(super) fn remove_user(&mut self, id: UserId) {
@@ -424,9 +443,11 @@ mod tests {
     /// owners of some users and gives some users and groups all sites.
     fn changes_after_import(dataset: &Dataset) -> Vec<Change> {
         let snapshot = &dataset.snapshot;
-        let revoke = snapshot.grants.iter().step_by(3).map(|grant| Change::GrantSet {
-            grant: Grant { level: Level::NoAccess, ..*grant },
-        });
+        let revoke = snapshot
+            .grants
+            .iter()
+            .step_by(3)
+            .map(|grant| Change::GrantSet { grant: Grant { level: Level::NoAccess, ..*grant } });
         let leave = snapshot
             .memberships
             .iter()
@@ -437,7 +458,8 @@ mod tests {
             patch: UserPatch { role: Some(Role::Owner), ..UserPatch::default() },
             updated_at: user.created_at,
         });
-        let everything = |subject| Change::GrantSet { grant: Grant { subject, target: Target::AllSites, level: Level::Edit } };
+        let everything =
+            |subject| Change::GrantSet { grant: Grant { subject, target: Target::AllSites, level: Level::Edit } };
         let wildcards = (snapshot.users.iter().step_by(89).map(|user| everything(Subject::User(user.id))))
             .chain(snapshot.groups.iter().step_by(7).map(|group| everything(Subject::Group(group.id))));
         revoke.chain(leave).chain(promote).chain(wildcards).collect()
