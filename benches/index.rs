@@ -1,6 +1,8 @@
 //! In-process benchmarks of the grant index on generated datasets (DESIGN §5):
 //!
-//! - `decide/<size>/{mixed,allowed,denied}`: one decision, `Index::decide`;
+//! - `decide/<size>/{mixed,allowed,denied}`: one decision, `Index::decide`,
+//!   on the sampled checks, the allowed ones or the denied ones;
+//!   `.../{site,report,instance}`: the checks on one kind of resource;
 //! - `check/<size>/handler` and `check_batch/<size>/100`: the CheckService
 //!   handlers (proto parsing, decisions, proto answers) without the transport;
 //! - `lookup_sites/<size>/{agency_first_1000,typical_user}`: `Index::lookup_sites`;
@@ -33,7 +35,7 @@ use warden::dataset::{CheckSample, Dataset, DatasetSize};
 use warden::engine::{Engine, MutateCommand};
 use warden::huge_pages;
 use warden::index::Index;
-use warden::model::{Grant, Level, Mutation, Subject, Target};
+use warden::model::{Grant, Level, Mutation, Resource, Subject, Target};
 use warden::pb;
 use warden::pb::check_service_server::CheckService;
 use warden::service::CheckApi;
@@ -121,14 +123,18 @@ impl Fixture {
 fn bench_decide(criterion: &mut Criterion, fixture: &Fixture) {
     let mut group = criterion.benchmark_group(format!("decide/{}", fixture.size));
     group.throughput(Throughput::Elements(1));
-    for kind in ["mixed", "allowed", "denied"] {
+    for kind in ["mixed", "allowed", "denied", "site", "report", "instance"] {
         let chosen = OnceCell::new();
         group.bench_function(kind, |b| {
             let index = fixture.index();
             let samples: &Vec<CheckSample> = chosen.get_or_init(|| {
                 let want_allowed = kind == "allowed";
-                let keep = |s: &&CheckSample| {
-                    kind == "mixed" || index.decide(s.user, s.resource, s.action).allowed == want_allowed
+                let keep = |s: &&CheckSample| match kind {
+                    "mixed" => true,
+                    "site" => matches!(s.resource, Resource::Site(_)),
+                    "report" => matches!(s.resource, Resource::Report(_)),
+                    "instance" => s.resource == Resource::Instance,
+                    _ => index.decide(s.user, s.resource, s.action).allowed == want_allowed,
                 };
                 fixture.samples().iter().filter(keep).copied().collect()
             });

@@ -186,12 +186,21 @@ impl Index {
             Change::UserDeleted { user_id } => self.table.remove_user(*user_id),
             Change::SiteCreated { site } => self.table.add_site(site.id)?,
             Change::SiteDeleted { site_id } => self.table.remove_site(*site_id),
-            Change::GroupCreated { group } => self.table.add_group(group.id)?,
+            Change::GroupCreated { group } => {
+                self.table.add_group(group.id)?;
+            }
             Change::GroupDeleted { group_id } => self.table.remove_group(*group_id),
             Change::MemberAdded { user_id, .. } | Change::MemberRemoved { user_id, .. } => self.sync_user(*user_id)?,
             Change::GrantSet { grant } => match (grant.subject, grant.target) {
                 (Subject::User(user_id), Target::AllSites) => self.sync_user(user_id)?,
-                (subject, target) => self.table.set_grant(subject, target, grant.level),
+                (Subject::Group(group_id), Target::AllSites) => {
+                    // Members carry their groups' wildcards in their slots.
+                    let Some(group) = self.groups.get(&group_id).cloned() else { return Ok(()) };
+                    for member in group.members.iter() {
+                        self.sync_user(member)?;
+                    }
+                }
+                (subject, Target::Site(site_id)) => self.table.set_site_grant(subject, site_id, grant.level),
             },
             _ => {}
         }
@@ -200,9 +209,19 @@ impl Index {
 
     fn sync_user(&mut self, id: UserId) -> Result<(), OutOfHandles> {
         match self.users.get(&id) {
-            Some(entry) => self.table.set_user(id, entry),
+            Some(entry) => self.table.set_user(id, entry, self.groups_wildcard(entry)),
             None => Ok(()),
         }
+    }
+
+    /// The best all-sites level that `user`'s groups hold.
+    fn groups_wildcard(&self, user: &UserEntry) -> Level {
+        let holders = user.groups.iter().filter(|group| self.all_sites_groups.contains(group));
+        holders
+            .filter_map(|group| self.groups.get(&group))
+            .map(|group| group.grants.all_sites)
+            .max()
+            .unwrap_or_default()
     }
 
     fn apply_to_maps(&mut self, change: &Change) {

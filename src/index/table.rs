@@ -1,16 +1,17 @@
 //! The decision table: what `site_level` needs, laid out so that a decision
-//! costs two cache misses in a row instead of seven (BENCHMARKS.md §C).
+//! costs one cache miss, then one more, instead of seven (BENCHMARKS.md §C).
 //!
 //! The index's maps stay the truth, ordered for paging and explanations; this
 //! table is derived from them, kept in step by [`Index::apply`] and rebuilt
 //! whole by [`DecisionTable::build`]. It gives users, sites and groups dense
-//! `u32` handles, so that a grant is one word in a flat table keyed by
-//! (subject handle, site handle):
+//! `u32` handles, and answers from three flat tables:
 //!
-//! 1. the user's slot (handle, owner, all-sites level, group handles) and the
-//!    site's handle are found at once, each in one flat-table probe;
-//! 2. then the user's grant on the site, and their groups' grants, each one
-//!    more probe; the group grants are few enough to stay in the caches.
+//! 1. the user's slot (handle, owner, the best all-sites level of the user
+//!    and their groups, group handles) and the site's slot (handle, its
+//!    groups' grants) are looked up at once, so that their misses overlap;
+//! 2. the groups' grants on the site are read off the two slots; only the
+//!    user's own grant on the site takes one more probe, keyed by
+//!    (user handle, site handle).
 //!
 //! Handles are never reused while the table lives. When a kind runs out, the
 //! table is rebuilt from the maps, which numbers the live entries afresh.
@@ -18,29 +19,27 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use super::flat::{FlatTable, Slot, hash_uuid, mix};
-use super::{Grants, Index, UserEntry};
-use crate::model::{GroupId, Level, Role, SiteId, Subject, Target, UserId};
+use rustc_hash::FxHashMap;
 
-/// Site handles share a word with a subject handle and a level, hence 29 bits.
+use super::flat::{FlatTable, Slot, hash_uuid, mix};
+use super::{Index, UserEntry};
+use crate::model::{GroupId, Level, Role, SiteId, Subject, UserId};
+
+/// Site handles share a word with a user handle and a level, hence 29 bits.
 const SITE_BITS: u32 = 29;
 
 /// A build inserts users and their grants in batches of this many grants
 /// (see [`FlatTable::extend`]).
 const BUILD_BATCH: usize = 1 << 20;
 
-/// The site handle that stands for "all sites" in a group's grants.
-const ALL_SITES: u32 = 0;
-
 #[derive(Clone, Debug, Default)]
 pub(super) struct DecisionTable {
     users: FlatTable<UserSlot>,
-    sites: FlatTable<HandleSlot<SiteId>>,
-    groups: FlatTable<HandleSlot<GroupId>>,
-    /// Users' site grants.
+    sites: FlatTable<SiteSlot>,
+    /// Group handles, for writes: decisions find groups in the two slots.
+    groups: FlatTable<GroupSlot>,
+    /// Users' site grants, one word each.
     user_levels: FlatTable<LevelSlot>,
-    /// Groups' site and all-sites grants: ~2 % of the grants, so mostly cached.
-    group_levels: FlatTable<LevelSlot>,
     next: Handles,
     limits: Handles,
 }
@@ -54,7 +53,7 @@ pub(super) struct Handles {
 }
 
 impl Handles {
-    /// Handles start at 1: 0 marks an empty slot (and "all sites").
+    /// Handles start at 1: 0 marks an empty slot.
     const FIRST: Handles = Handles { user: 1, site: 1, group: 1 };
     const LIMITS: Handles = Handles { user: u32::MAX, site: 1 << SITE_BITS, group: u32::MAX };
 }
@@ -76,40 +75,14 @@ struct UserSlot {
     /// 0 in an empty slot.
     handle: u32,
     owner: bool,
-    /// The user's own all-sites level (`Manage` for owners).
+    /// The best all-sites level of the user and of their groups (`Manage`
+    /// for owners): a group's wildcard is copied to its members, so that a
+    /// decision does not look groups up.
     wildcard: Level,
-    groups: GroupHandles,
+    groups: SmallList<u32>,
 }
 
 const _: () = assert!(std::mem::size_of::<UserSlot>() == 40);
-
-/// A user's groups: most users are in at most two, kept in the slot (which
-/// then fits in 40 bytes).
-#[derive(Clone, Debug)]
-enum GroupHandles {
-    Inline { len: u8, handles: [u32; 2] },
-    Spilled(Arc<Vec<u32>>),
-}
-
-impl GroupHandles {
-    const NONE: GroupHandles = GroupHandles::Inline { len: 0, handles: [0; 2] };
-
-    fn from_vec(handles: Vec<u32>) -> Self {
-        match *handles.as_slice() {
-            [] => Self::NONE,
-            [a] => GroupHandles::Inline { len: 1, handles: [a, 0] },
-            [a, b] => GroupHandles::Inline { len: 2, handles: [a, b] },
-            _ => GroupHandles::Spilled(Arc::new(handles)),
-        }
-    }
-
-    fn as_slice(&self) -> &[u32] {
-        match self {
-            GroupHandles::Inline { len, handles } => &handles[..usize::from(*len)],
-            GroupHandles::Spilled(handles) => handles,
-        }
-    }
-}
 
 impl Slot for UserSlot {
     type Key = UserId;
@@ -118,7 +91,7 @@ impl Slot for UserSlot {
         handle: 0,
         owner: false,
         wildcard: Level::NoAccess,
-        groups: GroupHandles::NONE,
+        groups: SmallList::empty(0),
     };
     fn key(&self) -> Option<UserId> {
         (self.handle != 0).then_some(self.id)
@@ -128,17 +101,27 @@ impl Slot for UserSlot {
     }
 }
 
-/// An id and its handle.
-#[derive(Clone, Copy, Debug)]
-struct HandleSlot<Id> {
-    id: Id,
+/// What a decision needs to know of a site: its handle and the grants of
+/// groups on it (two on average), ordered by group handle.
+#[derive(Clone, Debug)]
+struct SiteSlot {
+    id: SiteId,
     /// 0 in an empty slot.
     handle: u32,
+    groups: SmallList<(u32, Level)>,
 }
 
-impl Slot for HandleSlot<SiteId> {
+impl SiteSlot {
+    fn group_level(&self, group: u32) -> Level {
+        let grants = self.groups.as_slice();
+        grants.binary_search_by_key(&group, |&(holder, _)| holder).map_or(Level::NoAccess, |at| grants[at].1)
+    }
+}
+
+impl Slot for SiteSlot {
     type Key = SiteId;
-    const EMPTY: Self = HandleSlot { id: SiteId(uuid::Uuid::nil()), handle: 0 };
+    const EMPTY: Self =
+        SiteSlot { id: SiteId(uuid::Uuid::nil()), handle: 0, groups: SmallList::empty((0, Level::NoAccess)) };
     fn key(&self) -> Option<SiteId> {
         (self.handle != 0).then_some(self.id)
     }
@@ -147,9 +130,16 @@ impl Slot for HandleSlot<SiteId> {
     }
 }
 
-impl Slot for HandleSlot<GroupId> {
+#[derive(Clone, Copy, Debug)]
+struct GroupSlot {
+    id: GroupId,
+    /// 0 in an empty slot.
+    handle: u32,
+}
+
+impl Slot for GroupSlot {
     type Key = GroupId;
-    const EMPTY: Self = HandleSlot { id: GroupId(uuid::Uuid::nil()), handle: 0 };
+    const EMPTY: Self = GroupSlot { id: GroupId(uuid::Uuid::nil()), handle: 0 };
     fn key(&self) -> Option<GroupId> {
         (self.handle != 0).then_some(self.id)
     }
@@ -158,14 +148,50 @@ impl Slot for HandleSlot<GroupId> {
     }
 }
 
-/// One grant in one word: subject handle (32 bits), site handle (29 bits),
-/// level (3 bits). A grant is never `NoAccess`, so 0 is the empty slot.
+/// A short list kept in its slot, or a longer one behind a pointer: most
+/// users are in at most two groups, most sites have at most two group grants.
+#[derive(Clone, Debug)]
+enum SmallList<T> {
+    Inline { len: u8, items: [T; 2] },
+    Spilled(Arc<Vec<T>>),
+}
+
+impl<T: Copy + Default> SmallList<T> {
+    fn new(items: Vec<T>) -> Self {
+        match *items.as_slice() {
+            [] => SmallList::Inline { len: 0, items: [T::default(); 2] },
+            [a] => SmallList::Inline { len: 1, items: [a, T::default()] },
+            [a, b] => SmallList::Inline { len: 2, items: [a, b] },
+            _ => SmallList::Spilled(Arc::new(items)),
+        }
+    }
+}
+
+impl<T: Copy> SmallList<T> {
+    /// An empty list; `filler` fills the unused inline places.
+    const fn empty(filler: T) -> Self {
+        SmallList::Inline { len: 0, items: [filler; 2] }
+    }
+}
+
+impl<T> SmallList<T> {
+    fn as_slice(&self) -> &[T] {
+        match self {
+            SmallList::Inline { len, items } => &items[..usize::from(*len)],
+            SmallList::Spilled(items) => items,
+        }
+    }
+}
+
+/// One user's grant on one site in one word: user handle (32 bits), site
+/// handle (29 bits), level (3 bits). A grant is never `NoAccess`, so 0 is
+/// the empty slot.
 #[derive(Clone, Copy, Debug)]
 struct LevelSlot(u64);
 
 impl LevelSlot {
-    fn new(subject: u32, site: u32, level: Level) -> Self {
-        LevelSlot(pair(subject, site) << 3 | level as u64)
+    fn new(user: u32, site: u32, level: Level) -> Self {
+        LevelSlot(pair(user, site) << 3 | level as u64)
     }
 
     fn level(self) -> Level {
@@ -176,6 +202,11 @@ impl LevelSlot {
             4 => Level::Manage,
             _ => Level::NoAccess,
         }
+    }
+
+    fn holders(self) -> (u32, u32) {
+        let key = self.0 >> 3;
+        ((key >> SITE_BITS) as u32, (key & ((1 << SITE_BITS) - 1)) as u32)
     }
 }
 
@@ -190,8 +221,8 @@ impl Slot for LevelSlot {
     }
 }
 
-fn pair(subject: u32, site: u32) -> u64 {
-    u64::from(subject) << SITE_BITS | u64::from(site)
+fn pair(user: u32, site: u32) -> u64 {
+    u64::from(user) << SITE_BITS | u64::from(site)
 }
 
 impl DecisionTable {
@@ -204,17 +235,15 @@ impl DecisionTable {
         if level == Level::Manage {
             return level;
         }
-        if let Some(grant) = self.user_levels.get(pair(user.handle, site.handle)) {
-            level = level.max(grant.level());
-        }
-        for &group in user.groups.as_slice() {
-            for target in [site.handle, ALL_SITES] {
-                if let Some(grant) = self.group_levels.get(pair(group, target)) {
-                    level = level.max(grant.level());
-                }
+        if !site.groups.as_slice().is_empty() {
+            for &group in user.groups.as_slice() {
+                level = level.max(site.group_level(group));
             }
         }
-        level
+        match self.user_levels.get(pair(user.handle, site.handle)) {
+            Some(grant) => level.max(grant.level()),
+            None => level,
+        }
     }
 
     pub(super) fn is_owner(&self, user: UserId) -> bool {
@@ -223,30 +252,33 @@ impl DecisionTable {
 
     /// The table of `index`'s maps, with handles numbered afresh.
     pub(super) fn build(index: &Index) -> DecisionTable {
-        let site_grants = |grants: &Grants| grants.sites.len();
         let mut table = DecisionTable {
             users: FlatTable::with_capacity(index.users.len()),
             sites: FlatTable::with_capacity(index.sites.len()),
             groups: FlatTable::with_capacity(index.groups.len()),
-            user_levels: FlatTable::with_capacity(index.users.values().map(|u| site_grants(&u.grants)).sum()),
-            group_levels: FlatTable::with_capacity(index.groups.values().map(|g| site_grants(&g.grants) + 1).sum()),
+            user_levels: FlatTable::with_capacity(index.users.values().map(|user| user.grants.sites.len()).sum()),
             next: Handles::FIRST,
             limits: Handles::LIMITS,
         };
         // Fresh handles are dense, so only a model with 2^29 sites (far more
         // than memory holds) could run out here; the excess would be denied.
-        for site in index.sites.keys() {
-            let _ = table.add_site(*site);
-        }
+        let mut group_grants: FxHashMap<SiteId, Vec<(u32, Level)>> = FxHashMap::default();
         for (id, group) in index.groups.iter() {
-            if table.add_group(*id).is_ok() {
-                table.set_grants(Subject::Group(*id), &group.grants);
+            let Ok(handle) = table.add_group(*id) else { continue };
+            for (site, level) in group.grants.sites.iter() {
+                group_grants.entry(site).or_default().push((handle, level));
             }
+        }
+        for site in index.sites.keys() {
+            let Ok(handle) = take(&mut table.next.site, table.limits.site) else { continue };
+            let mut groups = group_grants.remove(site).unwrap_or_default();
+            groups.sort_unstable();
+            table.sites.insert(SiteSlot { id: *site, handle, groups: SmallList::new(groups) });
         }
         let (mut users, mut grants) = (Vec::with_capacity(BUILD_BATCH), Vec::with_capacity(BUILD_BATCH));
         for (id, user) in index.users.iter() {
             let Ok(handle) = take(&mut table.next.user, table.limits.user) else { continue };
-            users.push(table.user_slot(*id, handle, user));
+            users.push(table.user_slot(*id, handle, user, index.groups_wildcard(user)));
             for (site, level) in user.grants.sites.iter() {
                 if let Some(site) = table.sites.get(site) {
                     grants.push(LevelSlot::new(handle, site.handle, level));
@@ -270,7 +302,7 @@ impl DecisionTable {
 
     pub(super) fn add_site(&mut self, id: SiteId) -> Result<(), OutOfHandles> {
         let handle = take(&mut self.next.site, self.limits.site)?;
-        self.sites.insert(HandleSlot { id, handle });
+        self.sites.insert(SiteSlot { id, handle, groups: SmallList::empty((0, Level::NoAccess)) });
         Ok(())
     }
 
@@ -279,10 +311,10 @@ impl DecisionTable {
         self.sites.remove(id);
     }
 
-    pub(super) fn add_group(&mut self, id: GroupId) -> Result<(), OutOfHandles> {
+    pub(super) fn add_group(&mut self, id: GroupId) -> Result<u32, OutOfHandles> {
         let handle = take(&mut self.next.group, self.limits.group)?;
-        self.groups.insert(HandleSlot { id, handle });
-        Ok(())
+        self.groups.insert(GroupSlot { id, handle });
+        Ok(handle)
     }
 
     /// Forgets a group; its grants and memberships went before it.
@@ -290,26 +322,31 @@ impl DecisionTable {
         self.groups.remove(id);
     }
 
-    /// Writes the slot of user `id` from its index entry: role, all-sites
-    /// level, groups. A new user gets a handle.
-    pub(super) fn set_user(&mut self, id: UserId, entry: &UserEntry) -> Result<(), OutOfHandles> {
+    /// Writes the slot of user `id` from its index entry and the best
+    /// all-sites level of its groups. A new user gets a handle.
+    pub(super) fn set_user(
+        &mut self,
+        id: UserId,
+        entry: &UserEntry,
+        groups_wildcard: Level,
+    ) -> Result<(), OutOfHandles> {
         let handle = match self.users.get(id) {
             Some(slot) => slot.handle,
             None => take(&mut self.next.user, self.limits.user)?,
         };
-        self.users.insert(self.user_slot(id, handle, entry));
+        self.users.insert(self.user_slot(id, handle, entry, groups_wildcard));
         Ok(())
     }
 
-    fn user_slot(&self, id: UserId, handle: u32, entry: &UserEntry) -> UserSlot {
+    fn user_slot(&self, id: UserId, handle: u32, entry: &UserEntry, groups_wildcard: Level) -> UserSlot {
         let owner = entry.role == Role::Owner;
         let groups = entry.groups.iter().filter_map(|group| self.groups.get(group).map(|slot| slot.handle)).collect();
         UserSlot {
             id,
             handle,
             owner,
-            wildcard: if owner { Level::Manage } else { entry.grants.all_sites },
-            groups: GroupHandles::from_vec(groups),
+            wildcard: if owner { Level::Manage } else { entry.grants.all_sites.max(groups_wildcard) },
+            groups: SmallList::new(groups),
         }
     }
 
@@ -317,67 +354,57 @@ impl DecisionTable {
         self.users.remove(id);
     }
 
-    /// Records one grant of a group, or one site grant of a user (a user's
-    /// all-sites level lives in their slot: see [`DecisionTable::set_user`]).
-    pub(super) fn set_grant(&mut self, subject: Subject, target: Target, level: Level) {
-        if let (Subject::User(_), Target::AllSites) = (subject, target) {
-            return;
-        }
-        let site = match target {
-            Target::AllSites => ALL_SITES,
-            Target::Site(site) => match self.sites.get(site) {
-                Some(slot) => slot.handle,
-                None => return,
-            },
-        };
-        let (table, holder) = match subject {
-            Subject::User(user) => (&mut self.user_levels, self.users.get(user).map(|slot| slot.handle)),
-            Subject::Group(group) => (&mut self.group_levels, self.groups.get(group).map(|slot| slot.handle)),
-        };
-        let Some(holder) = holder else { return };
-        if level == Level::NoAccess {
-            table.remove(pair(holder, site));
-        } else {
-            table.insert(LevelSlot::new(holder, site, level));
-        }
-    }
-
-    fn set_grants(&mut self, subject: Subject, grants: &Grants) {
-        self.set_grant(subject, Target::AllSites, grants.all_sites);
-        for (site, level) in grants.sites.iter() {
-            self.set_grant(subject, Target::Site(site), level);
+    /// Records one site grant (all-sites levels live in user slots: see
+    /// [`DecisionTable::set_user`]).
+    pub(super) fn set_site_grant(&mut self, subject: Subject, site: SiteId, level: Level) {
+        let Some(site) = self.sites.get(site) else { return };
+        match subject {
+            Subject::User(user) => {
+                let Some(user) = self.users.get(user) else { return };
+                match level {
+                    Level::NoAccess => self.user_levels.remove(pair(user.handle, site.handle)),
+                    level => self.user_levels.insert(LevelSlot::new(user.handle, site.handle, level)),
+                }
+            }
+            Subject::Group(group) => {
+                let Some(group) = self.groups.get(group).map(|slot| slot.handle) else { return };
+                let mut grants: Vec<(u32, Level)> =
+                    site.groups.as_slice().iter().copied().filter(|&(holder, _)| holder != group).collect();
+                if level != Level::NoAccess {
+                    grants.push((group, level));
+                    grants.sort_unstable();
+                }
+                self.sites.insert(SiteSlot { groups: SmallList::new(grants), ..site.clone() });
+            }
         }
     }
 
     /// What the table says, in ids rather than handles: two tables that say
     /// the same are equal, whatever handles their history gave out.
     fn facts(&self) -> Facts {
-        let sites: HashMap<u32, SiteId> = self.sites.iter().map(|slot| (slot.handle, slot.id)).collect();
         let groups: HashMap<u32, GroupId> = self.groups.iter().map(|slot| (slot.handle, slot.id)).collect();
-        let site_name = |handle: u32| if handle == ALL_SITES { None } else { sites.get(&handle).copied() };
-        let mut users = BTreeMap::new();
-        let mut user_by_handle = HashMap::new();
-        for slot in self.users.iter() {
-            let group_ids = slot.groups.as_slice().iter().map(|g| groups.get(g).copied()).collect();
-            users.insert(slot.id, (slot.owner, slot.wildcard, group_ids));
-            user_by_handle.insert(slot.handle, slot.id);
-        }
-        let grants = |table: &FlatTable<LevelSlot>, subject: &dyn Fn(u32) -> Option<Subject>| {
-            table
-                .iter()
-                .map(|slot| {
-                    let key = slot.0 >> 3;
-                    let (holder, site) = ((key >> SITE_BITS) as u32, (key & ((1 << SITE_BITS) - 1)) as u32);
-                    (subject(holder), site_name(site), slot.level())
-                })
-                .collect::<BTreeSet<_>>()
-        };
+        let sites: HashMap<u32, SiteId> = self.sites.iter().map(|slot| (slot.handle, slot.id)).collect();
+        let users: HashMap<u32, UserId> = self.users.iter().map(|slot| (slot.handle, slot.id)).collect();
         Facts {
-            users,
-            sites: sites.values().copied().collect(),
+            users: (self.users.iter())
+                .map(|slot| {
+                    let group_ids = slot.groups.as_slice().iter().map(|g| groups.get(g).copied()).collect();
+                    (slot.id, (slot.owner, slot.wildcard, group_ids))
+                })
+                .collect(),
+            sites: (self.sites.iter())
+                .map(|slot| {
+                    let grants = slot.groups.as_slice().iter().map(|(g, level)| (groups.get(g).copied(), *level));
+                    (slot.id, grants.collect())
+                })
+                .collect(),
             groups: groups.values().copied().collect(),
-            user_grants: grants(&self.user_levels, &|h| user_by_handle.get(&h).copied().map(Subject::User)),
-            group_grants: grants(&self.group_levels, &|h| groups.get(&h).copied().map(Subject::Group)),
+            user_grants: (self.user_levels.iter())
+                .map(|slot| {
+                    let (user, site) = slot.holders();
+                    (users.get(&user).copied(), sites.get(&site).copied(), slot.level())
+                })
+                .collect(),
         }
     }
 }
@@ -388,13 +415,13 @@ impl PartialEq for DecisionTable {
     }
 }
 
+/// A table's content in ids (`None`: a handle that names nothing, a bug).
 #[derive(Debug, PartialEq)]
 struct Facts {
     users: BTreeMap<UserId, (bool, Level, BTreeSet<Option<GroupId>>)>,
-    sites: BTreeSet<SiteId>,
+    sites: BTreeMap<SiteId, BTreeSet<(Option<GroupId>, Level)>>,
     groups: BTreeSet<GroupId>,
-    user_grants: BTreeSet<(Option<Subject>, Option<SiteId>, Level)>,
-    group_grants: BTreeSet<(Option<Subject>, Option<SiteId>, Level)>,
+    user_grants: BTreeSet<(Option<UserId>, Option<SiteId>, Level)>,
 }
 
 /// The next handle of a kind.
@@ -411,7 +438,7 @@ mod tests {
     use super::*;
     use crate::dataset::{Dataset, Shape};
     use crate::index::build::tests::as_changes;
-    use crate::model::{Change, Grant, Role, UserPatch};
+    use crate::model::{Change, Grant, Role, Target, UserPatch};
 
     /// Every user against every tenth site, and every granted pair: the
     /// table's answer is the maps' answer.
@@ -462,7 +489,15 @@ mod tests {
             |subject| Change::GrantSet { grant: Grant { subject, target: Target::AllSites, level: Level::Edit } };
         let wildcards = (snapshot.users.iter().step_by(89).map(|user| everything(Subject::User(user.id))))
             .chain(snapshot.groups.iter().step_by(7).map(|group| everything(Subject::Group(group.id))));
-        revoke.chain(leave).chain(promote).chain(wildcards).collect()
+        let unwildcard = snapshot.groups.iter().step_by(14).map(|group| Change::GrantSet {
+            grant: Grant { subject: Subject::Group(group.id), target: Target::AllSites, level: Level::NoAccess },
+        });
+        let leave_later = (snapshot.memberships.iter().skip(1).step_by(5))
+            .map(|&(group_id, user_id)| Change::MemberRemoved { group_id, user_id });
+        let join_later = (snapshot.memberships.iter().step_by(10))
+            .map(|&(group_id, user_id)| Change::MemberAdded { group_id, user_id });
+        let changes = revoke.chain(leave).chain(promote).chain(wildcards).chain(unwildcard);
+        changes.chain(leave_later).chain(join_later).collect()
     }
 
     #[test]
