@@ -156,6 +156,10 @@ impl<T: Ord + Copy> SmallOrdSet<T> {
         self.0.is_empty()
     }
 
+    pub(super) fn len(&self) -> usize {
+        self.0.len()
+    }
+
     pub(super) fn iter(&self) -> impl Iterator<Item = T> + '_ {
         self.0.keys()
     }
