@@ -87,8 +87,15 @@ impl Index {
             let grants = std::iter::once(&entry.grants).chain(groups.iter().map(|g| &g.grants));
             Box::new(grants.map(|grants| grants.sites_from(from)).kmerge().dedup())
         };
+        // The level of each candidate from the entries at hand (every
+        // candidate exists): the same rule as `site_level`, without its
+        // lookups of the user and of each site, which would miss the cache
+        // on every site of a page.
+        let base = if entry.role == Role::Owner { Level::Manage } else { wildcard };
+        let level_on =
+            |site| groups.iter().map(|g| g.grants.on_site(site)).fold(base.max(entry.grants.on_site(site)), Level::max);
         let mut qualifying = candidates
-            .map(|site| SiteAccess { site, level: self.site_level(user, site) })
+            .map(|site| SiteAccess { site, level: level_on(site) })
             .filter(|access| access.level >= min_level);
         let page: Vec<_> = qualifying.by_ref().take(limit).collect();
         let more = qualifying.next().is_some();

@@ -467,6 +467,13 @@ mod tests {
             assert_eq!(index.site_level(user, site), index.site_level_from_maps(user, site), "{user} on {site}");
             assert_eq!(index.is_owner(user), index.users.get(&user).is_some_and(|u| u.role == Role::Owner));
         }
+        // LookupSites computes levels from the entries at hand: the same answers.
+        for user in snapshot.users.iter().step_by(7) {
+            let (page, _) = index.lookup_sites(user.id, Level::View, None, usize::MAX);
+            for access in page {
+                assert_eq!(access.level, index.site_level(user.id, access.site), "{} on {}", user.id, access.site);
+            }
+        }
     }
 
     /// Revokes a third of the grants and a fifth of the memberships, makes
