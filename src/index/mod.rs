@@ -2,7 +2,8 @@
 //! revision. Pure and synchronous: built from stored rows, changed only by
 //! applying committed [`Change`]s, never doing I/O.
 //!
-//! The maps are persistent (imbl): cloning an index is O(1) and a clone that
+//! The maps are persistent (imbl), and so are the flat tables decisions read
+//! ([`table`], on [`flat`]): cloning an index is O(1) and a clone that
 //! is changed shares everything it did not touch. A write plans its batch on
 //! a clone ([`plan`]) while readers keep using the published index; once the
 //! batch is committed the clone is published whole, so a reader sees either
