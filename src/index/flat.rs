@@ -7,9 +7,9 @@
 //! itself (open addressing, linear probing).
 //!
 //! Cloning a table is O(1), as the index requires: the chunks are shared.
-//! The first change to a clone copies the chunk pointers, and a change copies
-//! the one chunk it touches (a few tens of KiB), so a write costs microseconds
-//! whatever the size of the table.
+//! A change to a clone copies the directory's top array and one page of
+//! chunk pointers, then the one chunk it touches (a few tens of KiB), so a
+//! write costs microseconds whatever the size of the table.
 
 use std::fmt;
 use std::sync::Arc;
@@ -30,13 +30,53 @@ pub(super) trait Slot: Clone {
 
 #[derive(Clone)]
 pub(super) struct FlatTable<S: Slot> {
-    /// Each chunk an open-addressing table, never full (see [`crowded`]),
-    /// so that every probe ends at an empty slot. A lookup reads one chunk
-    /// pointer (cached) and then the slots.
-    chunks: Arc<[Arc<[S]>]>,
-    /// Entries per chunk, to know when one is crowded.
-    chunk_lens: Arc<[u32]>,
+    chunks: Directory<S>,
     len: usize,
+}
+
+/// Chunks per directory page: a write copies the top array and one page
+/// (about a hundred pointers at XL) instead of every chunk pointer.
+const PAGE: usize = 64;
+
+/// The chunks of a table, in pages of [`PAGE`]. Each chunk is an
+/// open-addressing table, never full (see [`crowded`]), so that every probe
+/// ends at an empty slot; beside it, its number of entries. A lookup reads
+/// two pointers (cached) and then the slots.
+#[derive(Clone)]
+struct Directory<S> {
+    pages: Arc<[Page<S>]>,
+    chunk_count: usize,
+}
+
+/// Up to [`PAGE`] chunks, each with its number of entries.
+type Page<S> = Arc<[(Arc<[S]>, u32)]>;
+
+impl<S: Slot> Directory<S> {
+    fn new(chunks: impl ExactSizeIterator<Item = Arc<[S]>>) -> Self {
+        let chunk_count = chunks.len();
+        let chunks: Vec<(Arc<[S]>, u32)> = chunks.map(|chunk| (chunk, 0)).collect();
+        let pages = chunks.chunks(PAGE).map(|page| page.to_vec().into()).collect();
+        Directory { pages, chunk_count }
+    }
+
+    fn len(&self) -> usize {
+        self.chunk_count
+    }
+
+    #[inline]
+    fn chunk(&self, at: usize) -> &Arc<[S]> {
+        &self.pages[at / PAGE][at % PAGE].0
+    }
+
+    /// Chunk `at` and its number of entries, unshared for a change.
+    fn chunk_mut(&mut self, at: usize) -> &mut (Arc<[S]>, u32) {
+        let page = Arc::make_mut(&mut Arc::make_mut(&mut self.pages)[at / PAGE]);
+        &mut page[at % PAGE]
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Arc<[S]>> + '_ {
+        self.pages.iter().flat_map(|page| page.iter().map(|(chunk, _)| chunk))
+    }
 }
 
 impl<S: Slot> Default for FlatTable<S> {
@@ -63,11 +103,7 @@ impl<S: Slot> FlatTable<S> {
     pub(super) fn with_capacity(entries: usize) -> Self {
         let chunk_count = entries.div_ceil(CHUNK_SLOTS * 3 / 4).max(1);
         let per_chunk = (entries / chunk_count) * 5 / 4 + 8;
-        FlatTable {
-            chunks: (0..chunk_count).map(|_| empty_chunk(per_chunk)).collect(),
-            chunk_lens: vec![0; chunk_count].into(),
-            len: 0,
-        }
+        FlatTable { chunks: Directory::new((0..chunk_count).map(|_| empty_chunk(per_chunk))), len: 0 }
     }
 
     #[cfg(test)]
@@ -79,7 +115,7 @@ impl<S: Slot> FlatTable<S> {
     #[inline]
     pub(super) fn get(&self, key: S::Key) -> Option<&S> {
         let hash = S::hash(key);
-        let chunk = &self.chunks[reduce(hash >> 32, self.chunks.len())];
+        let chunk = self.chunks.chunk(reduce(hash >> 32, self.chunks.len()));
         probe(chunk, key, hash).ok().map(|at| &chunk[at])
     }
 
@@ -88,13 +124,12 @@ impl<S: Slot> FlatTable<S> {
         let Some(key) = entry.key() else { return };
         let hash = S::hash(key);
         let at = reduce(hash >> 32, self.chunks.len());
-        let chunk = &mut Arc::make_mut(&mut self.chunks)[at];
+        let (chunk, chunk_len) = self.chunks.chunk_mut(at);
         let found = probe(chunk, key, hash);
         Arc::make_mut(chunk)[found.unwrap_or_else(|vacant| vacant)] = entry;
         if found.is_ok() {
             return;
         }
-        let chunk_len = &mut Arc::make_mut(&mut self.chunk_lens)[at];
         *chunk_len += 1;
         self.len += 1;
         if crowded(*chunk_len as usize, chunk.len()) {
@@ -125,23 +160,22 @@ impl<S: Slot> FlatTable<S> {
             grouped[*start] = entry;
             *start += 1;
         }
-        let chunks = Arc::make_mut(&mut self.chunks);
-        let chunk_lens = Arc::make_mut(&mut self.chunk_lens);
         let mut entries = grouped.into_iter().peekable();
-        for (at, chunk) in chunks.iter_mut().enumerate() {
+        for at in 0..chunk_count {
             while let Some(entry) = entries.next_if(|entry| chunk_of(entry) == at) {
                 let Some(key) = entry.key() else { continue };
+                let (chunk, chunk_len) = self.chunks.chunk_mut(at);
                 let slots = Arc::make_mut(chunk);
                 let hash = S::hash(key);
                 match probe(slots, key, hash) {
                     Ok(found) => slots[found] = entry,
                     Err(vacant) => {
                         slots[vacant] = entry;
-                        chunk_lens[at] += 1;
+                        *chunk_len += 1;
                         self.len += 1;
                     }
                 }
-                if crowded(chunk_lens[at] as usize, slots.len()) {
+                if crowded(*chunk_len as usize, chunk.len()) {
                     *chunk = grown(chunk);
                 }
             }
@@ -155,9 +189,10 @@ impl<S: Slot> FlatTable<S> {
     pub(super) fn remove(&mut self, key: S::Key) {
         let hash = S::hash(key);
         let at = reduce(hash >> 32, self.chunks.len());
-        let Ok(found) = probe(&self.chunks[at], key, hash) else { return };
-        remove_at(Arc::make_mut(&mut Arc::make_mut(&mut self.chunks)[at]), found);
-        Arc::make_mut(&mut self.chunk_lens)[at] -= 1;
+        let Ok(found) = probe(self.chunks.chunk(at), key, hash) else { return };
+        let (chunk, chunk_len) = self.chunks.chunk_mut(at);
+        remove_at(Arc::make_mut(chunk), found);
+        *chunk_len -= 1;
         self.len -= 1;
     }
 
