@@ -185,15 +185,16 @@ impl<S: Slot> FlatTable<S> {
         }
     }
 
-    /// Removes the entry of `key`, if any.
-    pub(super) fn remove(&mut self, key: S::Key) {
+    /// Removes the entry of `key` and returns it, if there is one.
+    pub(super) fn remove(&mut self, key: S::Key) -> Option<S> {
         let hash = S::hash(key);
         let at = reduce(hash >> 32, self.chunks.len());
-        let Ok(found) = probe(self.chunks.chunk(at), key, hash) else { return };
+        let found = probe(self.chunks.chunk(at), key, hash).ok()?;
         let (chunk, chunk_len) = self.chunks.chunk_mut(at);
-        remove_at(Arc::make_mut(chunk), found);
+        let removed = remove_at(Arc::make_mut(chunk), found);
         *chunk_len -= 1;
         self.len -= 1;
+        Some(removed)
     }
 
     /// Every entry, in no particular order.
@@ -240,8 +241,10 @@ fn probe<S: Slot>(chunk: &[S], key: S::Key, hash: u64) -> Result<usize, usize> {
 }
 
 /// Empties slot `hole` by shifting back the entries of its probe run that
-/// would no longer be found (no tombstones to sweep later).
-fn remove_at<S: Slot>(chunk: &mut [S], mut hole: usize) {
+/// would no longer be found (no tombstones to sweep later); returns what
+/// the slot held.
+fn remove_at<S: Slot>(chunk: &mut [S], mut hole: usize) -> S {
+    let removed = std::mem::replace(&mut chunk[hole], S::EMPTY);
     let mut at = hole;
     loop {
         at = next(chunk, at);
@@ -256,6 +259,7 @@ fn remove_at<S: Slot>(chunk: &mut [S], mut hole: usize) {
         }
     }
     chunk[hole] = S::EMPTY;
+    removed
 }
 
 /// More than 7/8 full: probe runs grow long, and a full chunk would never end one.

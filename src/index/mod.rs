@@ -187,9 +187,7 @@ impl Index {
             Change::UserDeleted { user_id } => self.table.remove_user(*user_id),
             Change::SiteCreated { site } => self.table.add_site(site.id)?,
             Change::SiteDeleted { site_id } => self.table.remove_site(*site_id),
-            Change::GroupCreated { group } => {
-                self.table.add_group(group.id)?;
-            }
+            Change::GroupCreated { group } => self.table.add_group(group.id)?,
             Change::GroupDeleted { group_id } => self.table.remove_group(*group_id),
             Change::MemberAdded { user_id, .. } | Change::MemberRemoved { user_id, .. } => self.sync_user(*user_id)?,
             Change::GrantSet { grant } => match (grant.subject, grant.target) {
@@ -307,14 +305,14 @@ impl Index {
                 self.insert_report(report.id, report.site_id, report.author, report.visibility);
             }
             Change::ReportUpdated { report_id, visibility, author, .. } => {
-                let Some(mut report) = self.report(*report_id) else { return };
-                if let Some(visibility) = visibility {
-                    report.visibility = *visibility;
-                }
-                self.reports.insert(Some(ReportEntry { author: author.unwrap_or(report.author), ..report }));
+                let Some(report) = self.report(*report_id) else { return };
+                self.reports.insert(Some(ReportEntry {
+                    visibility: visibility.unwrap_or(report.visibility),
+                    author: author.unwrap_or(report.author),
+                    ..report
+                }));
                 if let Some(author) = author {
-                    let previous = report.author;
-                    if let Some(user) = self.users.get_mut(&previous) {
+                    if let Some(user) = self.users.get_mut(&report.author) {
                         Arc::make_mut(user).reports.remove(report_id);
                     }
                     if let Some(user) = self.users.get_mut(author) {
@@ -323,8 +321,7 @@ impl Index {
                 }
             }
             Change::ReportDeleted { report_id } => {
-                if let Some(report) = self.report(*report_id) {
-                    self.reports.remove(*report_id);
+                if let Some(Some(report)) = self.reports.remove(*report_id) {
                     if let Some(site) = self.sites.get_mut(&report.site) {
                         Arc::make_mut(site).reports.remove(report_id);
                     }

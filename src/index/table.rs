@@ -30,7 +30,7 @@ const SITE_BITS: u32 = 29;
 /// (see [`FlatTable::extend`]).
 const BUILD_BATCH: usize = 1 << 18;
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub(super) struct DecisionTable {
     users: FlatTable<UserSlot>,
     sites: FlatTable<SiteSlot>,
@@ -56,9 +56,17 @@ impl Handles {
     const LIMITS: Handles = Handles { user: u32::MAX, site: 1 << SITE_BITS, group: u32::MAX };
 }
 
-impl Default for Handles {
+/// An empty table, as an empty index has: it gives handles out from the first.
+impl Default for DecisionTable {
     fn default() -> Self {
-        Handles::FIRST
+        DecisionTable {
+            users: FlatTable::default(),
+            sites: FlatTable::default(),
+            groups: FlatTable::default(),
+            user_levels: FlatTable::default(),
+            next: Handles::FIRST,
+            limits: Handles::LIMITS,
+        }
     }
 }
 
@@ -314,10 +322,10 @@ impl DecisionTable {
         self.sites.remove(id);
     }
 
-    pub(super) fn add_group(&mut self, id: GroupId) -> Result<u32, OutOfHandles> {
+    pub(super) fn add_group(&mut self, id: GroupId) -> Result<(), OutOfHandles> {
         let handle = take(&mut self.next.group, self.limits.group)?;
         self.groups.insert(GroupSlot { id, handle });
-        Ok(handle)
+        Ok(())
     }
 
     /// Forgets a group; its grants and memberships went before it.
@@ -365,7 +373,9 @@ impl DecisionTable {
             Subject::User(user) => {
                 let Some(user) = self.users.get(user) else { return };
                 match level {
-                    Level::NoAccess => self.user_levels.remove(pair(user.handle, site.handle)),
+                    Level::NoAccess => {
+                        self.user_levels.remove(pair(user.handle, site.handle));
+                    }
                     level => self.user_levels.insert(LevelSlot::new(user.handle, site.handle, level)),
                 }
             }
