@@ -20,6 +20,7 @@ use tokio::sync::{Mutex, MutexGuard, mpsc, oneshot, watch};
 use tracing::{info, warn};
 
 use crate::index::{Index, IndexBuilder};
+use crate::malloc::{self, Trimmer};
 use crate::model::{Change, ModelError, Mutation, Revision, Timestamp, UserId};
 use crate::store::{Commit, CommitTxn, Rows, SNAPSHOT_CHUNKS_IN_FLIGHT, Store, StoreError};
 
@@ -30,6 +31,10 @@ pub const REVISION_WAIT: Duration = Duration::from_secs(5);
 /// itself (a few microseconds each); larger ones on the blocking pool, so
 /// that judging a big batch never stalls the async workers serving reads.
 const INLINE_PLAN_LIMIT: usize = 64;
+
+/// How often writes trim the heap at most: often enough that what they free
+/// is soon given back, rarely enough that the trim's lock is never felt.
+const TRIM_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Why the engine could not serve a request.
 #[derive(Debug, Error)]
@@ -81,6 +86,8 @@ struct Shared {
     queue: std::sync::Mutex<Queue>,
     /// How many batches wait in the queue.
     queued_tx: watch::Sender<usize>,
+    /// Hands the memory that writes freed back to the kernel (see [`malloc`]).
+    trimmer: Trimmer,
 }
 
 #[derive(Default)]
@@ -123,6 +130,7 @@ impl Engine {
                 revision_tx: watch::channel(0).0,
                 queue: std::sync::Mutex::new(Queue::default()),
                 queued_tx: watch::channel(0).0,
+                trimmer: Trimmer::new(TRIM_INTERVAL),
             }),
         }
     }
@@ -267,6 +275,9 @@ impl Shared {
             };
             if let Some((first, last)) = self.commit_group(group).await {
                 self.prune_changelog(first, last).await;
+                if self.trimmer.due() {
+                    tokio::task::spawn_blocking(trim_heap);
+                }
             }
         }
     }
@@ -477,4 +488,12 @@ fn fail_all(group: Vec<Pending>, error: impl Fn() -> EngineError) -> Option<(Rev
         pending.answer(Err(error()));
     }
     None
+}
+
+/// Trims the heap, on a blocking thread: writes free the chunks of the index
+/// versions they replace.
+fn trim_heap() {
+    let started = std::time::Instant::now();
+    malloc::trim();
+    tracing::debug!(elapsed_us = started.elapsed().as_micros() as u64, "heap trimmed");
 }

@@ -10,6 +10,7 @@ pub mod dataset;
 pub mod engine;
 pub mod huge_pages;
 pub mod index;
+pub mod malloc;
 pub mod model;
 pub mod server;
 pub mod service;
