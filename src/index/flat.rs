@@ -106,6 +106,7 @@ impl<S: Slot> FlatTable<S> {
         FlatTable { chunks: Directory::new((0..chunk_count).map(|_| empty_chunk(per_chunk))), len: 0 }
     }
 
+    #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.len
     }
@@ -113,13 +114,7 @@ impl<S: Slot> FlatTable<S> {
     /// The entry of `key`. The decision's hot path: one chunk, one probe run.
     #[inline]
     pub(super) fn get(&self, key: S::Key) -> Option<&S> {
-        self.get_hashed(key, S::hash(key))
-    }
-
-    /// [`FlatTable::get`] with the key's hash at hand (`S::hash(key)`).
-    #[inline]
-    pub(super) fn get_hashed(&self, key: S::Key, hash: u64) -> Option<&S> {
-        debug_assert_eq!(hash, S::hash(key));
+        let hash = S::hash(key);
         let chunk = self.chunks.chunk(reduce(hash >> 32, self.chunks.len()));
         probe(chunk, key, hash).ok().map(|at| &chunk[at])
     }

@@ -7,24 +7,14 @@
 //! `u32` handles, and answers from three flat tables:
 //!
 //! 1. the user's slot (handle, owner, the best all-sites level of the user
-//!    and their groups, group handles), the site's slot (handle, its
-//!    groups' grants) and the user's own grant on the site, keyed by
-//!    (user handle, site handle), are looked up at once, so that their
-//!    misses overlap: a decision waits for one miss, not a chain of them;
-//! 2. the groups' grants on the site are read off the two slots.
+//!    and their groups, group handles) and the site's slot (handle, its
+//!    groups' grants) are looked up at once, so that their misses overlap;
+//! 2. the groups' grants on the site are read off the two slots; only the
+//!    user's own grant on the site takes one more probe, keyed by
+//!    (user handle, site handle).
 //!
-//! The grant can be looked up before the slots arrive because user and site
-//! handles are derived from the ids: each id gets its *preferred handle*, a
-//! hash of the id, unless another id holds it already (about one user in
-//! ten thousand at XL), and then the next free one. A decision probes the
-//! grant of the preferred handles at once and probes again, after the slots,
-//! only when a handle is not the preferred one. (Placing grants by a hash of
-//! the ids themselves would need the ids back whenever a chunk is rehashed.)
-//! Group handles are dense: decisions find them in the slots.
-//!
-//! Handles are never reused while the table lives: the ones given out stay
-//! taken. When a kind runs out, the table is rebuilt from the maps, which
-//! gives the live entries their handles afresh.
+//! Handles are never reused while the table lives. When a kind runs out, the
+//! table is rebuilt from the maps, which numbers the live entries afresh.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -48,15 +38,11 @@ pub(super) struct DecisionTable {
     groups: FlatTable<GroupSlot>,
     /// Users' site grants, one word each.
     user_levels: FlatTable<LevelSlot>,
-    /// Every user and site handle given out while this table lives.
-    taken_user_handles: FlatTable<HandleSlot>,
-    taken_site_handles: FlatTable<HandleSlot>,
-    next_group_handle: u32,
+    next: Handles,
     limits: Handles,
 }
 
-/// The first handle not to give out, per kind. Handles start at 1: 0 marks
-/// an empty slot.
+/// A handle per kind: the next to give out, or the first not to.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(super) struct Handles {
     pub(super) user: u32,
@@ -65,13 +51,22 @@ pub(super) struct Handles {
 }
 
 impl Handles {
+    /// Handles start at 1: 0 marks an empty slot.
+    const FIRST: Handles = Handles { user: 1, site: 1, group: 1 };
     const LIMITS: Handles = Handles { user: u32::MAX, site: 1 << SITE_BITS, group: u32::MAX };
 }
 
-/// An empty table, as an empty index has.
+/// An empty table, as an empty index has: it gives handles out from the first.
 impl Default for DecisionTable {
     fn default() -> Self {
-        DecisionTable::with_capacity(0, 0, 0, 0, Handles::LIMITS)
+        DecisionTable {
+            users: FlatTable::default(),
+            sites: FlatTable::default(),
+            groups: FlatTable::default(),
+            user_levels: FlatTable::default(),
+            next: Handles::FIRST,
+            limits: Handles::LIMITS,
+        }
     }
 }
 
@@ -194,45 +189,6 @@ impl<T: Copy, const N: usize> SmallList<T, N> {
     }
 }
 
-/// A handle given out (the key alone).
-#[derive(Clone, Copy, Debug)]
-struct HandleSlot(u32);
-
-impl Slot for HandleSlot {
-    type Key = u32;
-    const EMPTY: Self = HandleSlot(0);
-    fn key(&self) -> Option<u32> {
-        (self.0 != 0).then_some(self.0)
-    }
-    fn hash(key: u32) -> u64 {
-        mix(u64::from(key))
-    }
-}
-
-/// The handle that an id whose hash is `id_hash` gets unless it is taken,
-/// in `1..limit`. A decision computes it from the request alone.
-#[inline]
-fn preferred_handle(id_hash: u64, limit: u32) -> u32 {
-    // The hash's high half picks the id's chunk in its table, and mixing
-    // again keeps handles independent of chunks.
-    let spread = mix(id_hash) >> 32;
-    1 + ((spread * u64::from(limit - 1)) >> 32) as u32
-}
-
-/// Gives out the preferred handle of the id whose hash is `id_hash`, or,
-/// when it is taken, the next free one after it.
-fn claim(taken: &mut FlatTable<HandleSlot>, id_hash: u64, limit: u32) -> Result<u32, OutOfHandles> {
-    if taken.len() + 1 >= limit as usize {
-        return Err(OutOfHandles);
-    }
-    let mut handle = preferred_handle(id_hash, limit);
-    while taken.get(handle).is_some() {
-        handle = if handle + 1 == limit { 1 } else { handle + 1 };
-    }
-    taken.insert(HandleSlot(handle));
-    Ok(handle)
-}
-
 /// One user's grant on one site in one word: user handle (32 bits), site
 /// handle (29 bits), level (3 bits). A grant is never `NoAccess`, so 0 is
 /// the empty slot.
@@ -279,16 +235,8 @@ impl DecisionTable {
     /// The effective level of `user` on `site`, as DESIGN §1 defines it.
     #[inline]
     pub(super) fn site_level(&self, user: UserId, site: SiteId) -> Level {
-        let (user_hash, site_hash) = (hash_uuid(user.0), hash_uuid(site.0));
-        // The three lookups depend on the request alone, so their misses
-        // overlap: the grant is probed for the preferred handles before the
-        // slots say which handles the user and the site hold.
-        let preferred =
-            pair(preferred_handle(user_hash, self.limits.user), preferred_handle(site_hash, self.limits.site));
-        let preferred_grant = self.user_levels.get(preferred);
-        let user = self.users.get_hashed(user, user_hash);
-        let site = self.sites.get_hashed(site, site_hash);
-        let (Some(user), Some(site)) = (user, site) else { return Level::NoAccess };
+        // Both lookups depend on the request alone, so their misses overlap.
+        let (Some(user), Some(site)) = (self.users.get(user), self.sites.get(site)) else { return Level::NoAccess };
         let mut level = user.wildcard;
         if level == Level::Manage {
             return level;
@@ -298,9 +246,7 @@ impl DecisionTable {
                 level = level.max(site.group_level(group));
             }
         }
-        let held = pair(user.handle, site.handle);
-        let grant = if held == preferred { preferred_grant } else { self.user_levels.get(held) };
-        match grant {
+        match self.user_levels.get(pair(user.handle, site.handle)) {
             Some(grant) => level.max(grant.level()),
             None => level,
         }
@@ -312,22 +258,23 @@ impl DecisionTable {
 
     /// The table of `index`'s maps, with handles numbered afresh.
     pub(super) fn build(index: &Index) -> DecisionTable {
-        let mut table = DecisionTable::with_capacity(
-            index.users.len(),
-            index.sites.len(),
-            index.groups.len(),
+        let mut table = DecisionTable {
+            users: FlatTable::with_capacity(index.users.len()),
+            sites: FlatTable::with_capacity(index.sites.len()),
+            groups: FlatTable::with_capacity(index.groups.len()),
             // Sized by the sites' grantees (100k sites rather than 1M users
             // to visit); groups' grants make it a little generous.
-            index.sites.values().map(|site| site.grantees.len()).sum(),
-            Handles::LIMITS,
-        );
-        // Only a model with 2^29 sites (far more than memory holds) could
-        // run out of handles here; the excess would be denied.
+            user_levels: FlatTable::with_capacity(index.sites.values().map(|site| site.grantees.len()).sum()),
+            next: Handles::FIRST,
+            limits: Handles::LIMITS,
+        };
+        // Fresh handles are dense, so only a model with 2^29 sites (far more
+        // than memory holds) could run out here; the excess would be denied.
         for id in index.groups.keys() {
             let _ = table.add_group(*id);
         }
         for (id, site) in index.sites.iter() {
-            let Ok(handle) = claim(&mut table.taken_site_handles, hash_uuid(id.0), table.limits.site) else { continue };
+            let Ok(handle) = take(&mut table.next.site, table.limits.site) else { continue };
             let groups = site.grantees.iter().filter_map(|grantee| match grantee {
                 Subject::Group(group) => {
                     let level = index.groups.get(&group)?.grants.on_site(*id);
@@ -341,7 +288,7 @@ impl DecisionTable {
         }
         let (mut users, mut grants) = (Vec::new(), Vec::with_capacity(BUILD_BATCH));
         for (id, user) in index.users.iter() {
-            let Ok(handle) = claim(&mut table.taken_user_handles, hash_uuid(id.0), table.limits.user) else { continue };
+            let Ok(handle) = take(&mut table.next.user, table.limits.user) else { continue };
             users.push(table.user_slot(*id, handle, user, index.groups_wildcard(user)));
             for (site, level) in user.grants.sites.iter() {
                 if let Some(site) = table.sites.get(site) {
@@ -358,27 +305,14 @@ impl DecisionTable {
         table
     }
 
-    fn with_capacity(users: usize, sites: usize, groups: usize, user_grants: usize, limits: Handles) -> Self {
-        DecisionTable {
-            users: FlatTable::with_capacity(users),
-            sites: FlatTable::with_capacity(sites),
-            groups: FlatTable::with_capacity(groups),
-            user_levels: FlatTable::with_capacity(user_grants),
-            taken_user_handles: FlatTable::with_capacity(users),
-            taken_site_handles: FlatTable::with_capacity(sites),
-            next_group_handle: 1,
-            limits,
-        }
-    }
-
     /// An empty table that runs out of handles at `limits`: tests reach the rebuild with it.
     #[cfg(test)]
     pub(super) fn with_limits(limits: Handles) -> DecisionTable {
-        DecisionTable::with_capacity(0, 0, 0, 0, limits)
+        DecisionTable { limits, ..DecisionTable::default() }
     }
 
     pub(super) fn add_site(&mut self, id: SiteId) -> Result<(), OutOfHandles> {
-        let handle = claim(&mut self.taken_site_handles, hash_uuid(id.0), self.limits.site)?;
+        let handle = take(&mut self.next.site, self.limits.site)?;
         self.sites.insert(SiteSlot { id, handle, groups: SmallList::empty(NO_GROUP_GRANT) });
         Ok(())
     }
@@ -389,7 +323,7 @@ impl DecisionTable {
     }
 
     pub(super) fn add_group(&mut self, id: GroupId) -> Result<(), OutOfHandles> {
-        let handle = take(&mut self.next_group_handle, self.limits.group)?;
+        let handle = take(&mut self.next.group, self.limits.group)?;
         self.groups.insert(GroupSlot { id, handle });
         Ok(())
     }
@@ -409,7 +343,7 @@ impl DecisionTable {
     ) -> Result<(), OutOfHandles> {
         let handle = match self.users.get(id) {
             Some(slot) => slot.handle,
-            None => claim(&mut self.taken_user_handles, hash_uuid(id.0), self.limits.user)?,
+            None => take(&mut self.next.user, self.limits.user)?,
         };
         self.users.insert(self.user_slot(id, handle, entry, groups_wildcard));
         Ok(())
@@ -503,7 +437,7 @@ struct Facts {
     user_grants: BTreeSet<(Option<UserId>, Option<SiteId>, Level)>,
 }
 
-/// The next group handle.
+/// The next handle of a kind.
 fn take(next: &mut u32, limit: u32) -> Result<u32, OutOfHandles> {
     if *next >= limit {
         return Err(OutOfHandles);
@@ -608,40 +542,6 @@ mod tests {
         index.apply_batch(0, &as_changes(&dataset.snapshot));
         assert_ne!(index.table.limits, limits, "the table never ran out");
         assert!(index == Index::from_snapshot(&dataset.snapshot));
-        assert_table_answers_as_the_maps_do(&index, &dataset);
-    }
-
-    /// Almost every user and site holds its preferred handle, so that
-    /// almost every decision waits for one miss (on the fast path). A
-    /// crowded handle space gives many ids another handle: their decisions
-    /// take the second probe and answer as the maps do.
-    #[test]
-    fn ids_hold_their_preferred_handles_unless_taken_and_decisions_are_right_either_way() {
-        let preferred_share = |table: &DecisionTable| {
-            let users = table
-                .users
-                .iter()
-                .filter(|slot| slot.handle == preferred_handle(hash_uuid(slot.id.0), table.limits.user));
-            let sites = table
-                .sites
-                .iter()
-                .filter(|slot| slot.handle == preferred_handle(hash_uuid(slot.id.0), table.limits.site));
-            (users.count() as f64 / table.users.len() as f64, sites.count() as f64 / table.sites.len() as f64)
-        };
-        let dataset = Dataset::generate(Shape::with_users(20_000), 11);
-        let index = Index::from_snapshot(&dataset.snapshot);
-        assert_eq!(preferred_share(&index.table), (1.0, 1.0), "a collision among 20k ids in 2^29 handles or more");
-
-        // 2,000 users in 2,199 handles, 200 sites in 239.
-        let dataset = Dataset::generate(Shape::with_users(2_000), 13);
-        let limits = Handles { user: 2_200, site: 240, group: 1_000 };
-        let mut index = Index { table: DecisionTable::with_limits(limits), ..Index::default() };
-        index.apply_batch(0, &as_changes(&dataset.snapshot));
-        assert_eq!(index.table.limits, limits, "the table ran out of handles");
-        let (users, sites) = preferred_share(&index.table);
-        assert!(users < 0.8 && sites < 0.8, "too few collisions to test: {users} {sites}");
-        assert_table_answers_as_the_maps_do(&index, &dataset);
-        index.apply_batch(1, &changes_after_import(&dataset));
         assert_table_answers_as_the_maps_do(&index, &dataset);
     }
 
