@@ -3,6 +3,8 @@
 //! - `decide/<size>/{mixed,allowed,denied}`: one decision, `Index::decide`,
 //!   on the sampled checks, the allowed ones or the denied ones;
 //!   `.../{site,report,instance}`: the checks on one kind of resource;
+//! - `decide_all/<size>/mixed_100`: the sampled checks a hundred at a time
+//!   through `Index::decide_all`, as CheckBatch decides them (time per batch);
 //! - `check/<size>/handler` and `check_batch/<size>/100`: the CheckService
 //!   handlers (proto parsing, decisions, proto answers) without the transport;
 //! - `lookup_sites/<size>/{agency_first_1000,typical_user}`: `Index::lookup_sites`;
@@ -31,11 +33,11 @@ use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, Throughput};
 use tonic::Request;
-use warden::dataset::{CheckSample, Dataset, DatasetSize};
+use warden::dataset::{Dataset, DatasetSize};
 use warden::engine::{Engine, MutateCommand};
 use warden::huge_pages;
 use warden::index::Index;
-use warden::model::{Grant, Level, Mutation, Resource, Subject, Target};
+use warden::model::{Check, Grant, Level, Mutation, Resource, Subject, Target};
 use warden::pb;
 use warden::pb::check_service_server::CheckService;
 use warden::service::CheckApi;
@@ -51,7 +53,7 @@ struct Fixture {
     size: DatasetSize,
     dataset: OnceCell<Dataset>,
     index: OnceCell<Index>,
-    samples: OnceCell<Vec<CheckSample>>,
+    samples: OnceCell<Vec<Check>>,
     api: OnceCell<(tokio::runtime::Runtime, CheckApi)>,
 }
 
@@ -97,7 +99,7 @@ impl Fixture {
         })
     }
 
-    fn samples(&self) -> &[CheckSample] {
+    fn samples(&self) -> &[Check] {
         self.samples.get_or_init(|| self.dataset().sample_checks(SAMPLES, 1))
     }
 
@@ -127,9 +129,9 @@ fn bench_decide(criterion: &mut Criterion, fixture: &Fixture) {
         let chosen = OnceCell::new();
         group.bench_function(kind, |b| {
             let index = fixture.index();
-            let samples: &Vec<CheckSample> = chosen.get_or_init(|| {
+            let samples: &Vec<Check> = chosen.get_or_init(|| {
                 let want_allowed = kind == "allowed";
-                let keep = |s: &&CheckSample| match kind {
+                let keep = |s: &&Check| match kind {
                     "mixed" => true,
                     "site" => matches!(s.resource, Resource::Site(_)),
                     "report" => matches!(s.resource, Resource::Report(_)),
@@ -146,6 +148,23 @@ fn bench_decide(criterion: &mut Criterion, fixture: &Fixture) {
             });
         });
     }
+    group.finish();
+
+    // The same checks through `Index::decide_all`, a CheckBatch's worth at a
+    // time: the time per decision when upcoming checks' lines load ahead.
+    let mut group = criterion.benchmark_group(format!("decide_all/{}", fixture.size));
+    group.throughput(Throughput::Elements(BATCH as u64));
+    group.bench_function(format!("mixed_{BATCH}"), |b| {
+        let (index, samples) = (fixture.index(), fixture.samples());
+        let mut next = 0;
+        b.iter(|| {
+            let batch = &samples[next..next + BATCH];
+            next = if next + 2 * BATCH > samples.len() { 0 } else { next + BATCH };
+            index.decide_all(black_box(batch)).for_each(|decision| {
+                black_box(decision);
+            });
+        });
+    });
     group.finish();
 }
 
@@ -175,7 +194,7 @@ fn bench_handlers(criterion: &mut Criterion, fixture: &Fixture) {
     group.bench_function(BATCH.to_string(), |b| {
         let (runtime, api) = fixture.api();
         let batches: &Vec<pb::CheckBatchRequest> = batches.get_or_init(|| {
-            let batch = |chunk: &[CheckSample]| pb::CheckBatchRequest {
+            let batch = |chunk: &[Check]| pb::CheckBatchRequest {
                 checks: chunk.iter().map(common::check_request).collect(),
                 at_least_revision: String::new(),
             };

@@ -304,7 +304,7 @@ fn build_pool(args: &RunArgs, dataset: &Dataset) -> Pool {
         }
         Rpc::CheckBatch | Rpc::NoopBatch => {
             let samples = dataset.sample_checks((args.batch * 1_000).clamp(10_000, 1_000_000), 1);
-            let batch = |chunk: &[warden::dataset::CheckSample]| pb::CheckBatchRequest {
+            let batch = |chunk: &[warden::model::Check]| pb::CheckBatchRequest {
                 checks: chunk.iter().map(common::check_request).collect(),
                 at_least_revision: String::new(),
             };

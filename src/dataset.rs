@@ -20,8 +20,8 @@ use std::str::FromStr;
 use uuid::Uuid;
 
 use crate::model::{
-    Action, Grant, Group, GroupId, Level, Modules, Report, ReportId, Resource, Role, Site, SiteId, Subject, Target,
-    Timestamp, User, UserId, Visibility,
+    Action, Check, Grant, Group, GroupId, Level, Modules, Report, ReportId, Resource, Role, Site, SiteId, Subject,
+    Target, Timestamp, User, UserId, Visibility,
 };
 use crate::store::Snapshot;
 
@@ -115,14 +115,6 @@ pub struct Dataset {
     pub agency_users: Vec<UserId>,
 }
 
-/// One check of a realistic workload.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CheckSample {
-    pub user: UserId,
-    pub resource: Resource,
-    pub action: Action,
-}
-
 /// All timestamps of a dataset count from here (2026-01-01T00:00:00Z), one
 /// second per created row, so that a dataset never depends on the clock.
 const EPOCH_MICROS: i64 = 1_767_225_600_000_000;
@@ -162,7 +154,7 @@ impl Dataset {
     /// users on sites they were granted (directly or through a group), some
     /// on sites they cannot see, some on reports and on the instance; views
     /// far more often than edits. Deterministic in `seed`.
-    pub fn sample_checks(&self, count: usize, seed: u64) -> Vec<CheckSample> {
+    pub fn sample_checks(&self, count: usize, seed: u64) -> Vec<Check> {
         let snapshot = &self.snapshot;
         let mut rng = Rng::new(seed, 0x5a3b);
         let user_grants: Vec<(UserId, SiteId)> = snapshot
@@ -204,7 +196,7 @@ impl Dataset {
                 } else {
                     (pick_user(&mut rng), Resource::Instance)
                 };
-                CheckSample { user, resource, action }
+                Check { user, resource, action }
             })
             .collect()
     }

@@ -1,14 +1,13 @@
 //! What the benchmarks share: the dataset seed and the proto form of a sampled check.
 
-use warden::dataset::CheckSample;
-use warden::model::{Action, Resource};
+use warden::model::{Action, Check, Resource};
 use warden::pb;
 
 /// Every benchmark and `warden import` default to this seed, so that a load
 /// generator regenerating a dataset names the users a server imported.
 pub const SEED: u64 = 42;
 
-pub fn check_request(sample: &CheckSample) -> pb::CheckRequest {
+pub fn check_request(sample: &Check) -> pb::CheckRequest {
     let kind = match sample.resource {
         Resource::Site(site) => pb::resource::Kind::SiteId(site.to_string()),
         Resource::Report(report) => pb::resource::Kind::ReportId(report.to_string()),

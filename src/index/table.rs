@@ -256,6 +256,16 @@ impl DecisionTable {
         self.users.get(user).is_some_and(|slot| slot.owner)
     }
 
+    /// Starts loading the slot of `user` (see [`FlatTable::prefetch`]).
+    pub(super) fn prefetch_user(&self, user: UserId) {
+        self.users.prefetch(user);
+    }
+
+    /// Starts loading the slot of `site`.
+    pub(super) fn prefetch_site(&self, site: SiteId) {
+        self.sites.prefetch(site);
+    }
+
     /// The table of `index`'s maps, with handles numbered afresh.
     pub(super) fn build(index: &Index) -> DecisionTable {
         let mut table = DecisionTable {

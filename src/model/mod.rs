@@ -122,6 +122,14 @@ pub enum Resource {
     Instance,
 }
 
+/// One question for the index: may `user` do `action` on `resource`?
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct Check {
+    pub user: UserId,
+    pub resource: Resource,
+    pub action: Action,
+}
+
 /// Who holds a grant.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
 pub enum Subject {

@@ -2,9 +2,9 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::convert::{self, CheckQuery};
+use super::convert;
 use crate::engine::Engine;
-use crate::index::{Decision, Index};
+use crate::index::Decision;
 use crate::model::{SiteId, UserId};
 use crate::pb;
 
@@ -19,8 +19,7 @@ impl CheckApi {
     }
 }
 
-fn answer(index: &Index, query: &CheckQuery, revision: &str) -> pb::CheckResponse {
-    let Decision { allowed, level } = index.decide(query.user, query.resource, query.action);
+fn answer(Decision { allowed, level }: Decision, revision: &str) -> pb::CheckResponse {
     pb::CheckResponse { allowed, effective_level: convert::level_to_pb(level) as i32, revision: revision.to_owned() }
 }
 
@@ -29,17 +28,18 @@ impl pb::check_service_server::CheckService for CheckApi {
     async fn check(&self, request: Request<pb::CheckRequest>) -> Result<Response<pb::CheckResponse>, Status> {
         let query = convert::check_query(request.into_inner())?;
         let index = self.engine.index_at_least(query.at_least_revision).await?;
-        Ok(Response::new(answer(&index, &query, &index.revision().to_string())))
+        let decision = index.decide(query.check.user, query.check.resource, query.check.action);
+        Ok(Response::new(answer(decision, &index.revision().to_string())))
     }
 
     async fn check_batch(
         &self,
         request: Request<pb::CheckBatchRequest>,
     ) -> Result<Response<pb::CheckBatchResponse>, Status> {
-        let (queries, at_least_revision) = convert::check_batch(request.into_inner())?;
+        let (checks, at_least_revision) = convert::check_batch(request.into_inner())?;
         let index = self.engine.index_at_least(at_least_revision).await?;
         let revision = index.revision().to_string();
-        let results = queries.iter().map(|query| answer(&index, query, &revision)).collect();
+        let results = index.decide_all(&checks).map(|decision| answer(decision, &revision)).collect();
         Ok(Response::new(pb::CheckBatchResponse { results, revision }))
     }
 

@@ -9,8 +9,8 @@ use uuid::Uuid;
 use super::password;
 use crate::index::{AccessPath, Explanation, PathKind, SiteAccess, UserAccess};
 use crate::model::{
-    self, Action, Change, Grant, GroupId, Level, ModelError, Modules, Mutation, NewGroup, NewReport, NewSite, NewUser,
-    PasswordHash, ReportId, Resource, Revision, Role, SiteId, Subject, Target, UserId, UserUpdate, Visibility,
+    self, Action, Change, Check, Grant, GroupId, Level, ModelError, Modules, Mutation, NewGroup, NewReport, NewSite,
+    NewUser, PasswordHash, ReportId, Resource, Revision, Role, SiteId, Subject, Target, UserId, UserUpdate, Visibility,
     validate,
 };
 use crate::pb;
@@ -26,9 +26,7 @@ pub const MAX_PAGE_SIZE: u64 = 1_000;
 /// A parsed `CheckRequest`.
 #[derive(Clone, Copy, Debug)]
 pub struct CheckQuery {
-    pub user: UserId,
-    pub resource: Resource,
-    pub action: Action,
+    pub check: Check,
     pub at_least_revision: Option<Revision>,
 }
 
@@ -123,28 +121,32 @@ fn subject(field: &str, raw: Option<pb::Subject>) -> Result<Subject, ModelError>
 /// Checks one `CheckRequest`.
 pub fn check_query(request: pb::CheckRequest) -> Result<CheckQuery, ModelError> {
     Ok(CheckQuery {
-        user: UserId(uuid("user_id", &request.user_id)?),
-        resource: resource("resource", request.resource)?,
-        action: action("action", request.action)?,
+        check: Check {
+            user: UserId(uuid("user_id", &request.user_id)?),
+            resource: resource("resource", request.resource)?,
+            action: action("action", request.action)?,
+        },
         at_least_revision: revision("at_least_revision", &request.at_least_revision)?,
     })
 }
 
-pub fn check_batch(request: pb::CheckBatchRequest) -> Result<(Vec<CheckQuery>, Option<Revision>), ModelError> {
+/// The checks of a `CheckBatchRequest`, and the revision the answers must
+/// reflect at least: the newest that the batch or any of its checks names.
+pub fn check_batch(request: pb::CheckBatchRequest) -> Result<(Vec<Check>, Option<Revision>), ModelError> {
     if request.checks.len() > MAX_CHECK_BATCH {
         return Err(ModelError::invalid(
             "checks",
             format!("holds {} checks; at most {MAX_CHECK_BATCH}", request.checks.len()),
         ));
     }
-    let at_least = revision("at_least_revision", &request.at_least_revision)?;
-    let queries = request
-        .checks
-        .into_iter()
-        .enumerate()
-        .map(|(i, check)| check_query(check).map_err(|e| e.within(&format!("checks[{i}]"))))
-        .collect::<Result<_, _>>()?;
-    Ok((queries, at_least))
+    let mut at_least = revision("at_least_revision", &request.at_least_revision)?;
+    let mut checks = Vec::with_capacity(request.checks.len());
+    for (i, check) in request.checks.into_iter().enumerate() {
+        let query = check_query(check).map_err(|e| e.within(&format!("checks[{i}]")))?;
+        at_least = at_least.max(query.at_least_revision);
+        checks.push(query.check);
+    }
+    Ok((checks, at_least))
 }
 
 /// Stored password hashes of the users whose own-password changes a batch

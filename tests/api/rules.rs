@@ -758,6 +758,32 @@ async fn a_check_at_least_at_the_latest_write_sees_it(mut app: TestApp) {
     assert!(!answer.allowed, "revoke, then check never says yes");
 }
 
+/// A batch answers at the newest revision that it or any of its checks
+/// names: a check carried into a batch keeps its "revoke, then check".
+async fn a_check_batch_honours_the_revision_each_check_carries(mut app: TestApp) {
+    let site = app.new_site().await;
+    let user = app.new_user().await;
+    let check_at = |revision: String| pb::CheckRequest {
+        user_id: user.clone(),
+        resource: Some(pb::Resource { kind: Some(site_resource(&site)) }),
+        action: Action::View as i32,
+        at_least_revision: revision,
+    };
+    let batch = |checks| pb::CheckBatchRequest { checks, at_least_revision: String::new() };
+
+    let granted = app.apply(None, vec![grant_user(&user, &site, Level::View)]).await.revision;
+    let answer = app.check.check_batch(batch(vec![check_at(String::new()), check_at(granted.clone())])).await;
+    let answer = answer.unwrap().into_inner();
+    assert!(answer.results.iter().all(|result| result.allowed));
+    assert_eq!(answer.revision, granted);
+
+    // A revision this server has not reached: the batch waits for it, then
+    // says so, rather than answer from an older index.
+    let unreached = (revision_number(&granted) + 1_000).to_string();
+    let status = app.check.check_batch(batch(vec![check_at(String::new()), check_at(unreached)])).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+}
+
 /// Revisions are opaque to callers, but this server's are decimal numbers.
 fn revision_number(revision: &str) -> u64 {
     revision.parse().unwrap_or_else(|_| panic!("revision `{revision}` is a number"))
@@ -821,4 +847,5 @@ crate::backend_tests!(
     a_deleted_users_email_and_a_deleted_groups_name_are_free_again,
     every_mutate_gets_a_higher_revision_and_checks_report_the_latest,
     a_check_at_least_at_the_latest_write_sees_it,
+    a_check_batch_honours_the_revision_each_check_carries,
 );
