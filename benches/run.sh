@@ -8,6 +8,7 @@
 #   benches/run.sh load SIZE [SECONDS] [BACKEND]   Check/CheckBatch vs no-op, concurrency 16 and 64
 #   benches/run.sh coldstart SIZE [sqlite|postgres] time from start to SERVING, RSS and peak RSS (VmHWM)
 #   benches/run.sh writes                          single-grant Mutate calls/s and a 100k-grant batch (SQLite, S)
+#   benches/run.sh writes-memory SIZE              resident memory under a minute of single-grant writes (SQLite)
 #
 # The server is started with the environment of this script: WARDEN_HUGE_PAGES=false
 # measures it on 4 KiB pages.
@@ -20,7 +21,8 @@ cd "$(dirname "$0")/.."
 BENCH_DIR="${WARDEN_BENCH_DIR:-/tmp/warden-bench}"
 PG="${WARDEN_BENCH_PG:-postgres://postgres@127.0.0.1:5432}"
 PORT="${WARDEN_BENCH_PORT:-50151}"
-WARDEN=target/release/warden
+# WARDEN_BIN serves another build of warden (an A/B run); the default is built first.
+WARDEN="${WARDEN_BIN:-target/release/warden}"
 export NO_COLOR=1 RUST_LOG="${RUST_LOG:-info,sqlx=warn}"
 
 lower() { tr '[:upper:]' '[:lower:]' <<<"$1"; }
@@ -35,7 +37,7 @@ storage_flags() { # size backend
 }
 
 build() {
-    cargo build --release --bin warden >&2
+    if [[ -z "${WARDEN_BIN:-}" ]]; then cargo build --release --bin warden >&2; fi
     cargo bench --bench loadgen --no-run >&2
 }
 
@@ -139,10 +141,35 @@ cmd_writes() {
     done
 }
 
+cmd_writes_memory() { # size
+    local size=$1
+    build
+    # A copy of the imported dataset, so that writes do not change it for other runs.
+    WRITES_DIR="$BENCH_DIR/writes-$(lower "$size")"
+    rm -rf "$WRITES_DIR" && cp -r "$BENCH_DIR/$(lower "$size")" "$WRITES_DIR"
+    SERVER_LOG=$(mktemp)
+    taskset -c 0 "$WARDEN" serve --listen "127.0.0.1:$PORT" --data-dir "$WRITES_DIR" >"$SERVER_LOG" 2>&1 &
+    SERVER_PID=$!
+    trap 'stop_server; rm -rf "$WRITES_DIR"' EXIT
+    until grep -q "index loaded" "$SERVER_LOG"; do
+        kill -0 "$SERVER_PID" 2>/dev/null || { cat "$SERVER_LOG" >&2; return 1; }
+        sleep 0.1
+    done
+    wait_for_huge_pages
+    sleep 5
+    grep -E 'VmRSS|VmHWM' "/proc/$SERVER_PID/status" | sed 's/^/after load: /'
+    for concurrency in 1 16; do
+        loadgen --addr "127.0.0.1:$PORT" --server-pid "$SERVER_PID" --size "$size" --rpc mutate-grant \
+            --concurrency "$concurrency" --connections 1 --seconds 30 --warmup 0 | grep -E '^(RESULT|  first error)'
+        grep -E 'VmRSS|VmHWM' "/proc/$SERVER_PID/status" | sed "s/^/after 30 s of writes at c$concurrency: /"
+    done
+}
+
 case "${1:-}" in
     import) cmd_import "${2:?size}" "${3:-sqlite}" ;;
     load) cmd_load "${2:?size}" "${3:-10}" "${4:-sqlite}" ;;
     coldstart) cmd_coldstart "${2:?size}" "${3:-sqlite}" ;;
     writes) cmd_writes ;;
-    *) sed -n '2,14p' "$0"; exit 2 ;;
+    writes-memory) cmd_writes_memory "${2:?size}" ;;
+    *) sed -n '2,16p' "$0"; exit 2 ;;
 esac
