@@ -741,12 +741,7 @@ async fn every_mutate_gets_a_higher_revision_and_checks_report_the_latest(mut ap
 async fn a_check_at_least_at_the_latest_write_sees_it(mut app: TestApp) {
     let site = app.new_site().await;
     let user = app.new_user().await;
-    let check_at = |revision: String| pb::CheckRequest {
-        user_id: user.clone(),
-        resource: Some(pb::Resource { kind: Some(site_resource(&site)) }),
-        action: Action::View as i32,
-        at_least_revision: revision,
-    };
+    let check_at = |revision: String| view_check_at(&user, &site, revision);
 
     let granted = app.apply(None, vec![grant_user(&user, &site, Level::View)]).await.revision;
     let answer = app.check.check(check_at(granted.clone())).await.unwrap().into_inner();
@@ -763,12 +758,7 @@ async fn a_check_at_least_at_the_latest_write_sees_it(mut app: TestApp) {
 async fn a_check_batch_honours_the_revision_each_check_carries(mut app: TestApp) {
     let site = app.new_site().await;
     let user = app.new_user().await;
-    let check_at = |revision: String| pb::CheckRequest {
-        user_id: user.clone(),
-        resource: Some(pb::Resource { kind: Some(site_resource(&site)) }),
-        action: Action::View as i32,
-        at_least_revision: revision,
-    };
+    let check_at = |revision: String| view_check_at(&user, &site, revision);
     let batch = |checks| pb::CheckBatchRequest { checks, at_least_revision: String::new() };
 
     let granted = app.apply(None, vec![grant_user(&user, &site, Level::View)]).await.revision;
@@ -782,6 +772,16 @@ async fn a_check_batch_honours_the_revision_each_check_carries(mut app: TestApp)
     let unreached = (revision_number(&granted) + 1_000).to_string();
     let status = app.check.check_batch(batch(vec![check_at(String::new()), check_at(unreached)])).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+}
+
+/// May `user` view `site`, at least at `revision`?
+fn view_check_at(user: &str, site: &str, revision: String) -> pb::CheckRequest {
+    pb::CheckRequest {
+        user_id: user.to_string(),
+        resource: Some(pb::Resource { kind: Some(site_resource(site)) }),
+        action: Action::View as i32,
+        at_least_revision: revision,
+    }
 }
 
 /// Revisions are opaque to callers, but this server's are decimal numbers.
