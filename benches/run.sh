@@ -142,24 +142,18 @@ cmd_writes() {
 }
 
 cmd_writes_memory() { # size
-    local size=$1
+    local size; size=$(lower "$1")
     build
-    # A copy of the imported dataset, so that writes do not change it for other runs.
-    WRITES_DIR="$BENCH_DIR/writes-$(lower "$size")"
-    rm -rf "$WRITES_DIR" && cp -r "$BENCH_DIR/$(lower "$size")" "$WRITES_DIR"
-    SERVER_LOG=$(mktemp)
-    taskset -c 0 "$WARDEN" serve --listen "127.0.0.1:$PORT" --data-dir "$WRITES_DIR" >"$SERVER_LOG" 2>&1 &
-    SERVER_PID=$!
+    # Served from a copy of the imported dataset, so that writes do not change it for other runs.
+    WRITES_DIR="$BENCH_DIR/writes-$size"
+    rm -rf "$WRITES_DIR" && cp -r "$BENCH_DIR/$size" "$WRITES_DIR"
+    start_server "writes-$size" sqlite
     trap 'stop_server; rm -rf "$WRITES_DIR"' EXIT
-    until grep -q "index loaded" "$SERVER_LOG"; do
-        kill -0 "$SERVER_PID" 2>/dev/null || { cat "$SERVER_LOG" >&2; return 1; }
-        sleep 0.1
-    done
     wait_for_huge_pages
     sleep 5
     grep -E 'VmRSS|VmHWM' "/proc/$SERVER_PID/status" | sed 's/^/after load: /'
     for concurrency in 1 16; do
-        loadgen --addr "127.0.0.1:$PORT" --server-pid "$SERVER_PID" --size "$size" --rpc mutate-grant \
+        loadgen --addr "127.0.0.1:$PORT" --server-pid "$SERVER_PID" --size "$1" --rpc mutate-grant \
             --concurrency "$concurrency" --connections 1 --seconds 30 --warmup 0 | grep -E '^(RESULT|  first error)'
         grep -E 'VmRSS|VmHWM' "/proc/$SERVER_PID/status" | sed "s/^/after 30 s of writes at c$concurrency: /"
     done

@@ -111,11 +111,18 @@ impl<S: Slot> FlatTable<S> {
         self.len
     }
 
+    /// The chunk that holds, or would hold, the key whose hash is `hash`
+    /// (its high half; the low half picks the slot in the chunk).
+    #[inline]
+    fn chunk_at(&self, hash: u64) -> usize {
+        reduce(hash >> 32, self.chunks.len())
+    }
+
     /// The entry of `key`. The decision's hot path: one chunk, one probe run.
     #[inline]
     pub(super) fn get(&self, key: S::Key) -> Option<&S> {
         let hash = S::hash(key);
-        let chunk = self.chunks.chunk(reduce(hash >> 32, self.chunks.len()));
+        let chunk = self.chunks.chunk(self.chunk_at(hash));
         probe(chunk, key, hash).ok().map(|at| &chunk[at])
     }
 
@@ -126,7 +133,7 @@ impl<S: Slot> FlatTable<S> {
     #[inline]
     pub(super) fn prefetch(&self, key: S::Key) {
         let hash = S::hash(key);
-        let chunk = self.chunks.chunk(reduce(hash >> 32, self.chunks.len()));
+        let chunk = self.chunks.chunk(self.chunk_at(hash));
         let slot: *const S = &chunk[home(chunk, hash)];
         #[cfg(target_arch = "x86_64")]
         #[allow(unsafe_code, reason = "the prefetch hint is only offered as an intrinsic")]
@@ -144,7 +151,7 @@ impl<S: Slot> FlatTable<S> {
     pub(super) fn insert(&mut self, entry: S) {
         let Some(key) = entry.key() else { return };
         let hash = S::hash(key);
-        let at = reduce(hash >> 32, self.chunks.len());
+        let at = self.chunk_at(hash);
         let (chunk, chunk_len) = self.chunks.chunk_mut(at);
         let found = probe(chunk, key, hash);
         Arc::make_mut(chunk)[found.unwrap_or_else(|vacant| vacant)] = entry;
@@ -209,7 +216,7 @@ impl<S: Slot> FlatTable<S> {
     /// Removes the entry of `key` and returns it, if there is one.
     pub(super) fn remove(&mut self, key: S::Key) -> Option<S> {
         let hash = S::hash(key);
-        let at = reduce(hash >> 32, self.chunks.len());
+        let at = self.chunk_at(hash);
         let found = probe(self.chunks.chunk(at), key, hash).ok()?;
         let (chunk, chunk_len) = self.chunks.chunk_mut(at);
         let removed = remove_at(Arc::make_mut(chunk), found);
