@@ -11,6 +11,7 @@ use warden::store::Store;
 
 fn main() -> anyhow::Result<()> {
     // Before the runtime starts its threads (src/malloc.rs).
+    warden::malloc::restart_with_deep_thread_caches();
     warden::malloc::use_one_arena();
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?.block_on(run())
 }

@@ -1,5 +1,6 @@
-//! glibc malloc settings that keep resident memory flat under writes
-//! (Linux, glibc targets; elsewhere both calls do nothing).
+//! glibc malloc settings that keep resident memory flat under writes and
+//! allocation cheap while serving (Linux, glibc targets; elsewhere every
+//! call here does nothing).
 //!
 //! A write copies the chunks of the index it changes and frees the old ones
 //! once readers let go of them. glibc gives each thread its own arena, and
@@ -9,6 +10,14 @@
 //! resident memory by 260 MB that way. With one arena the freed chunks are
 //! where the next copies look for memory (growth +86 MB, then flat), and a
 //! periodic [`trim`] hands whole free pages back (BENCHMARKS.md §D).
+//!
+//! One arena has a cost that [`restart_with_deep_thread_caches`] takes away:
+//! the build of the index frees millions of small temporaries, scattered
+//! among the index's own allocations. A thread keeps only 7 freed chunks of
+//! each size for itself; past that, requests are served from the arena's
+//! small bins, which hand out their oldest chunks first: the build's, cold,
+//! anywhere in 1.4 GB. At XL that made malloc 10 % of the server's CPU under
+//! `Check` load, against 2 % in the no-op server (BENCHMARKS.md §E).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -23,6 +32,41 @@ pub fn use_one_arena() {
     // M_ARENA_MAX may be set at any time.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
+
+/// The glibc tunable for how many freed chunks of each size a thread keeps
+/// for itself (glibc's default: 7), and the depth warden runs with: enough
+/// for the allocations of 64 calls in flight, at most a few MB a thread.
+const THREAD_CACHE_TUNABLE: &str = "glibc.malloc.tcache_count";
+const THREAD_CACHE_DEPTH: u32 = 64;
+
+/// Set in the restarted process, so that it never restarts again (glibc
+/// drops `GLIBC_TUNABLES` from the environment of privileged processes).
+const RESTARTED: &str = "WARDEN_MALLOC_TUNED";
+
+/// Restarts the process, in place (same PID, arguments and environment),
+/// with deeper thread caches of freed chunks, unless `GLIBC_TUNABLES`
+/// already sets their depth: glibc reads its tunables only when a process
+/// starts, and no `mallopt` sets this one. Call it first thing in `main`.
+/// If the restart fails, warden goes on with glibc's default.
+pub fn restart_with_deep_thread_caches() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use std::os::unix::process::CommandExt;
+        let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
+        if tunables.contains(THREAD_CACHE_TUNABLE) || std::env::var_os(RESTARTED).is_some() {
+            return;
+        }
+        let setting = format!("{THREAD_CACHE_TUNABLE}={THREAD_CACHE_DEPTH}");
+        let tunables = if tunables.is_empty() { setting.clone() } else { format!("{tunables}:{setting}") };
+        let mut args = std::env::args_os();
+        let mut command = std::process::Command::new("/proc/self/exe");
+        if let Some(program) = args.next() {
+            command.arg0(program);
+        }
+        let error = command.args(args).env("GLIBC_TUNABLES", tunables).env(RESTARTED, "1").exec();
+        eprintln!("warden: restarting with {setting} failed ({error}); going on with glibc's default");
     }
 }
 

@@ -1,14 +1,18 @@
 //! Decisions: the rules of DESIGN §1 read off the index.
 
 use super::Index;
+use super::table::SlotPair;
 #[cfg(test)]
 use crate::model::Role;
 use crate::model::{Action, Check, Level, Resource, SiteId, UserId, Visibility};
 
 /// How many checks ahead [`Index::decide_all`] starts loading a check's
-/// slots: far enough that a memory round trip ends before the check's turn,
-/// near enough that the lines are still cached then (BENCHMARKS.md §D).
-const SLOTS_AHEAD: usize = 8;
+/// slots, and how many ahead it reads them and starts loading the user's
+/// grant: far enough that each memory round trip ends before the next step
+/// needs its line, near enough that the lines are still cached then
+/// (BENCHMARKS.md §E).
+const SLOTS_AHEAD: usize = 16;
+const GRANTS_AHEAD: usize = 8;
 
 /// The answer to one check. A denial is a value, not an error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,13 +27,80 @@ impl Index {
     /// Decides whether `user` may do `action` on `resource`. Unknown users,
     /// sites and reports are denied.
     pub fn decide(&self, user: UserId, resource: Resource, action: Action) -> Decision {
+        self.decide_with(&Check { user, resource, action }, |site| self.site_level(user, site))
+    }
+
+    /// Decides `checks` in order, as [`Index::decide`] would one by one.
+    ///
+    /// On an index larger than the CPU caches a decision mostly waits for
+    /// memory, twice: for the user's and the site's slots, then for the
+    /// user's grant, whose place the slots give. Here the two waits of a
+    /// check start early, in a pipeline: [`SLOTS_AHEAD`] checks ahead its
+    /// slots start loading; [`GRANTS_AHEAD`] checks ahead they are read
+    /// (cached by then) and the grant starts loading; at its turn the check
+    /// is decided from lines already cached. The waits of many checks
+    /// overlap instead of adding up.
+    pub fn decide_all<'a>(&'a self, checks: &'a [Check]) -> impl Iterator<Item = Decision> + 'a {
+        for check in checks.iter().take(SLOTS_AHEAD) {
+            self.prefetch_slots(check);
+        }
+        // The slots found for the next GRANTS_AHEAD checks, by position modulo GRANTS_AHEAD.
+        let mut found = [None; GRANTS_AHEAD];
+        for (at, check) in checks.iter().enumerate().take(GRANTS_AHEAD) {
+            found[at] = self.find_slots(check);
+        }
+        checks.iter().enumerate().map(move |(at, check)| {
+            if let Some(ahead) = checks.get(at + SLOTS_AHEAD) {
+                self.prefetch_slots(ahead);
+            }
+            let slots = match checks.get(at + GRANTS_AHEAD) {
+                Some(ahead) => std::mem::replace(&mut found[at % GRANTS_AHEAD], self.find_slots(ahead)),
+                None => found[at % GRANTS_AHEAD],
+            };
+            // `slots` were found for this check's site (or its report's).
+            self.decide_with(check, |_| self.table.level(slots))
+        })
+    }
+
+    /// Starts loading what a decision of `check` reads first: the user's
+    /// slot and the site's or the report's.
+    fn prefetch_slots(&self, check: &Check) {
+        self.table.prefetch_user(check.user);
+        match check.resource {
+            Resource::Site(site) => self.table.prefetch_site(site),
+            Resource::Report(report) => self.reports.prefetch(report),
+            Resource::Instance => {}
+        }
+    }
+
+    /// The slots a decision of `check` reads its level from, once it has
+    /// started loading what they lead to (the user's grant, long group lists). `None` when the
+    /// decision needs no level, or the user, site or report does not exist.
+    fn find_slots(&self, check: &Check) -> Option<SlotPair<'_>> {
+        let site = match check.resource {
+            Resource::Site(site) => site,
+            Resource::Report(report) => self.report(report)?.site,
+            Resource::Instance => return None,
+        };
+        let slots = self.table.slots(check.user, site);
+        if let Some(slots) = slots {
+            self.table.prefetch_beyond(slots);
+        }
+        slots
+    }
+
+    /// The rules of DESIGN §1 for `check`, where `site_level` gives the
+    /// user's effective level on a site (called at most once: on the site
+    /// checked, or on the report's site).
+    fn decide_with(&self, check: &Check, site_level: impl FnOnce(SiteId) -> Level) -> Decision {
+        let Check { user, resource, action } = *check;
         match resource {
             Resource::Instance => {
                 let owner = self.is_owner(user);
                 Decision { allowed: owner, level: if owner { Level::Manage } else { Level::NoAccess } }
             }
             Resource::Site(site) => {
-                let level = self.site_level(user, site);
+                let level = site_level(site);
                 let allowed = match action.least_site_level() {
                     Some(least) => level >= least,
                     // Deleting a site is owner-only (and the site must exist).
@@ -41,7 +112,7 @@ impl Index {
                 let Some(report) = self.report(report_id) else {
                     return Decision { allowed: false, level: Level::NoAccess };
                 };
-                let level = self.site_level(user, report.site);
+                let level = site_level(report.site);
                 // The author keeps rights over a report only while they can view its site.
                 let is_author = report.author == user && level >= Level::View;
                 let is_owner = self.is_owner(user);
@@ -56,35 +127,6 @@ impl Index {
                 };
                 Decision { allowed, level }
             }
-        }
-    }
-
-    /// Decides `checks` in order, as [`Index::decide`] would one by one. On an
-    /// index larger than the CPU caches a decision mostly waits for memory;
-    /// here each check's slots start loading a few checks ahead, so that the
-    /// waits of several checks overlap instead of adding up. (The user's
-    /// grant is not loaded ahead: finding it takes both slots' handles, and
-    /// reading them twice cost small indexes more than it saved large ones.)
-    pub fn decide_all<'a>(&'a self, checks: &'a [Check]) -> impl Iterator<Item = Decision> + 'a {
-        for check in checks.iter().take(SLOTS_AHEAD) {
-            self.prefetch_slots(check);
-        }
-        checks.iter().enumerate().map(move |(at, check)| {
-            if let Some(ahead) = checks.get(at + SLOTS_AHEAD) {
-                self.prefetch_slots(ahead);
-            }
-            self.decide(check.user, check.resource, check.action)
-        })
-    }
-
-    /// Starts loading what a decision of `check` reads first: the user's
-    /// slot and the site's or the report's.
-    fn prefetch_slots(&self, check: &Check) {
-        self.table.prefetch_user(check.user);
-        match check.resource {
-            Resource::Site(site) => self.table.prefetch_site(site),
-            Resource::Report(report) => self.reports.prefetch(report),
-            Resource::Instance => {}
         }
     }
 
@@ -143,7 +185,9 @@ mod tests {
         let one_by_one: Vec<_> = checks.iter().map(|c| index.decide(c.user, c.resource, c.action)).collect();
         assert!(one_by_one.iter().any(|d| d.allowed) && one_by_one.iter().any(|d| !d.allowed));
         assert_eq!(index.decide_all(&checks).collect::<Vec<_>>(), one_by_one);
-        assert_eq!(index.decide_all(&checks[..3]).collect::<Vec<_>>(), one_by_one[..3]);
+        for len in [3, 12, 20] {
+            assert_eq!(index.decide_all(&checks[..len]).collect::<Vec<_>>(), one_by_one[..len], "{len} checks");
+        }
         assert_eq!(index.decide_all(&[]).count(), 0);
     }
 }

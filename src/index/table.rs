@@ -19,7 +19,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use super::flat::{FlatTable, Slot, hash_uuid, mix};
+use super::flat::{FlatTable, Slot, hash_uuid, mix, prefetch};
 use super::{Index, UserEntry};
 use crate::model::{GroupId, Level, Role, SiteId, Subject, UserId};
 
@@ -89,6 +89,8 @@ struct UserSlot {
 }
 
 const _: () = assert!(std::mem::size_of::<UserSlot>() == 40);
+const _: () = assert!(std::mem::size_of::<SmallList<u32, 2>>() == 16);
+const _: () = assert!(std::mem::size_of::<SiteSlot>() == 56);
 
 impl Slot for UserSlot {
     type Key = UserId;
@@ -97,7 +99,7 @@ impl Slot for UserSlot {
         handle: 0,
         owner: false,
         wildcard: Level::NoAccess,
-        groups: SmallList::empty(0),
+        groups: SmallList::EMPTY,
     };
     fn key(&self) -> Option<UserId> {
         (self.handle != 0).then_some(self.id)
@@ -117,8 +119,6 @@ struct SiteSlot {
     groups: SmallList<(u32, Level), 4>,
 }
 
-const NO_GROUP_GRANT: (u32, Level) = (0, Level::NoAccess);
-
 impl SiteSlot {
     fn group_level(&self, group: u32) -> Level {
         let grants = self.groups.as_slice();
@@ -128,7 +128,7 @@ impl SiteSlot {
 
 impl Slot for SiteSlot {
     type Key = SiteId;
-    const EMPTY: Self = SiteSlot { id: SiteId(uuid::Uuid::nil()), handle: 0, groups: SmallList::empty(NO_GROUP_GRANT) };
+    const EMPTY: Self = SiteSlot { id: SiteId(uuid::Uuid::nil()), handle: 0, groups: SmallList::EMPTY };
     fn key(&self) -> Option<SiteId> {
         (self.handle != 0).then_some(self.id)
     }
@@ -157,34 +157,59 @@ impl Slot for GroupSlot {
 
 /// A short list kept in its slot, or a longer one behind a pointer: most
 /// users are in at most two groups, most sites have at most four group
-/// grants, so most decisions never leave the two slots. (A thin pointer:
-/// `Arc<[T]>` would make a user's slot 48 bytes instead of 40, and the
-/// users' table 10 MB larger.)
+/// grants, so most decisions never leave the two slots.
+///
+/// An inline list ends at its first [`ListItem::NONE`], so that it needs no
+/// length: then the inline items fit beside the pointer's non-null niche,
+/// and a list of two handles takes 16 bytes, as the pointer alone does (a
+/// user's slot stays 40 bytes). The pointer is fat, so that a decision can
+/// start loading a spilled list's items without reading anything first.
 #[derive(Clone, Debug)]
 enum SmallList<T, const N: usize> {
-    Inline { len: u8, items: [T; N] },
-    Spilled(Arc<Vec<T>>),
+    Inline([T; N]),
+    Spilled(Arc<[T]>),
 }
 
-impl<T: Copy, const N: usize> SmallList<T, N> {
-    /// An empty list; `filler` fills the unused inline places.
-    const fn empty(filler: T) -> Self {
-        SmallList::Inline { len: 0, items: [filler; N] }
-    }
+/// What a [`SmallList`] holds: handles, which are never 0, so that a 0
+/// handle can mark the end of an inline list.
+trait ListItem: Copy + PartialEq {
+    const NONE: Self;
+}
 
-    fn new(items: Vec<T>, filler: T) -> Self {
+impl ListItem for u32 {
+    const NONE: Self = 0;
+}
+
+impl ListItem for (u32, Level) {
+    const NONE: Self = (0, Level::NoAccess);
+}
+
+impl<T: ListItem, const N: usize> SmallList<T, N> {
+    const EMPTY: Self = SmallList::Inline([T::NONE; N]);
+
+    fn new(items: Vec<T>) -> Self {
         if items.len() > N {
-            return SmallList::Spilled(Arc::new(items));
+            return SmallList::Spilled(items.into());
         }
-        let mut inline = [filler; N];
+        let mut inline = [T::NONE; N];
         inline[..items.len()].copy_from_slice(&items);
-        SmallList::Inline { len: items.len() as u8, items: inline }
+        SmallList::Inline(inline)
     }
 
+    #[inline]
     fn as_slice(&self) -> &[T] {
         match self {
-            SmallList::Inline { len, items } => &items[..usize::from(*len)],
+            SmallList::Inline(items) => &items[..items.iter().position(|item| *item == T::NONE).unwrap_or(N)],
             SmallList::Spilled(items) => items,
+        }
+    }
+
+    /// Starts loading the items of a spilled list (an inline one is loaded
+    /// with its slot).
+    #[inline]
+    fn prefetch(&self) {
+        if let SmallList::Spilled(items) = self {
+            prefetch(items.as_ptr());
         }
     }
 }
@@ -231,12 +256,38 @@ fn pair(user: u32, site: u32) -> u64 {
     u64::from(user) << SITE_BITS | u64::from(site)
 }
 
+/// The two slots a decision on a site starts from. [`Index::decide_all`]
+/// finds them a few checks ahead, starts loading the user's grant, and
+/// decides from them when the check's turn comes.
+///
+/// [`Index::decide_all`]: super::Index::decide_all
+#[derive(Clone, Copy)]
+pub(super) struct SlotPair<'a> {
+    user: &'a UserSlot,
+    site: &'a SiteSlot,
+}
+
 impl DecisionTable {
     /// The effective level of `user` on `site`, as DESIGN §1 defines it.
     #[inline]
     pub(super) fn site_level(&self, user: UserId, site: SiteId) -> Level {
+        self.level(self.slots(user, site))
+    }
+
+    /// The slots of `user` and `site`; `None` when either does not exist.
+    #[inline]
+    pub(super) fn slots(&self, user: UserId, site: SiteId) -> Option<SlotPair<'_>> {
         // Both lookups depend on the request alone, so their misses overlap.
-        let (Some(user), Some(site)) = (self.users.get(user), self.sites.get(site)) else { return Level::NoAccess };
+        match (self.users.get(user), self.sites.get(site)) {
+            (Some(user), Some(site)) => Some(SlotPair { user, site }),
+            _ => None,
+        }
+    }
+
+    /// The level `slots` give; `NoAccess` without them (an unknown user or site).
+    #[inline]
+    pub(super) fn level(&self, slots: Option<SlotPair<'_>>) -> Level {
+        let Some(SlotPair { user, site }) = slots else { return Level::NoAccess };
         let mut level = user.wildcard;
         if level == Level::Manage {
             return level;
@@ -250,6 +301,15 @@ impl DecisionTable {
             Some(grant) => level.max(grant.level()),
             None => level,
         }
+    }
+
+    /// Starts loading what [`DecisionTable::level`] reads beyond `slots`:
+    /// the user's own grant on the site, and the group lists too long to
+    /// be kept in the slots.
+    pub(super) fn prefetch_beyond(&self, slots: SlotPair<'_>) {
+        self.user_levels.prefetch(pair(slots.user.handle, slots.site.handle));
+        slots.user.groups.prefetch();
+        slots.site.groups.prefetch();
     }
 
     pub(super) fn is_owner(&self, user: UserId) -> bool {
@@ -294,7 +354,7 @@ impl DecisionTable {
             });
             let mut groups: Vec<(u32, Level)> = groups.collect();
             groups.sort_unstable();
-            table.sites.insert(SiteSlot { id: *id, handle, groups: SmallList::new(groups, NO_GROUP_GRANT) });
+            table.sites.insert(SiteSlot { id: *id, handle, groups: SmallList::new(groups) });
         }
         let (mut users, mut grants) = (Vec::new(), Vec::with_capacity(BUILD_BATCH));
         for (id, user) in index.users.iter() {
@@ -323,7 +383,7 @@ impl DecisionTable {
 
     pub(super) fn add_site(&mut self, id: SiteId) -> Result<(), OutOfHandles> {
         let handle = take(&mut self.next.site, self.limits.site)?;
-        self.sites.insert(SiteSlot { id, handle, groups: SmallList::empty(NO_GROUP_GRANT) });
+        self.sites.insert(SiteSlot { id, handle, groups: SmallList::EMPTY });
         Ok(())
     }
 
@@ -367,7 +427,7 @@ impl DecisionTable {
             handle,
             owner,
             wildcard: if owner { Level::Manage } else { entry.grants.all_sites.max(groups_wildcard) },
-            groups: SmallList::new(groups, 0),
+            groups: SmallList::new(groups),
         }
     }
 
@@ -397,7 +457,7 @@ impl DecisionTable {
                     grants.push((group, level));
                     grants.sort_unstable();
                 }
-                self.sites.insert(SiteSlot { groups: SmallList::new(grants, NO_GROUP_GRANT), ..site.clone() });
+                self.sites.insert(SiteSlot { groups: SmallList::new(grants), ..site.clone() });
             }
         }
     }

@@ -494,3 +494,60 @@ crate::backend_tests!(
     a_batch_judged_on_a_stale_index_is_aborted_and_succeeds_when_retried,
     list_answers_carry_a_revision_at_least_the_last_write,
 );
+
+/// README's first command, as a process of its own: `warden serve` restarts
+/// itself in place with deeper malloc thread caches (src/malloc.rs), once,
+/// and then serves on its embedded default.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[tokio::test]
+async fn the_binary_restarts_itself_once_with_deep_malloc_caches_and_serves() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir.path())
+        .env_remove("GLIBC_TUNABLES")
+        .env_remove("WARDEN_MALLOC_TUNED")
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(server.stdout.take().unwrap());
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            if line.contains("serving gRPC")
+                && let Some(addr) = line.split("addr=").nth(1)
+            {
+                let _ = addr_tx.send(addr.split_whitespace().next().unwrap_or_default().to_string());
+            }
+        }
+    });
+    let addr = addr_rx.recv_timeout(std::time::Duration::from_secs(30)).expect("the binary never served");
+
+    let environment = std::fs::read(format!("/proc/{}/environ", server.id())).unwrap();
+    let environment: Vec<&[u8]> = environment.split(|&byte| byte == 0).collect();
+    assert!(environment.contains(&&b"GLIBC_TUNABLES=glibc.malloc.tcache_count=64"[..]), "not restarted");
+    assert!(environment.contains(&&b"WARDEN_MALLOC_TUNED=1"[..]));
+
+    let mut health = tonic_health::pb::health_client::HealthClient::new(
+        Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap(),
+    );
+    let mut status = ServingStatus::NotServing;
+    for _ in 0..300 {
+        let request = HealthCheckRequest { service: "warden.v1.CheckService".into() };
+        status = health.check(request).await.unwrap().into_inner().status();
+        if status == ServingStatus::Serving {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert_eq!(status, ServingStatus::Serving);
+    assert!(data_dir.path().join("warden.db").exists());
+}
