@@ -11,7 +11,8 @@
 #   benches/run.sh writes-memory SIZE              resident memory under a minute of single-grant writes (SQLite)
 #
 # The server is started with the environment of this script: WARDEN_HUGE_PAGES=false
-# measures it on 4 KiB pages.
+# measures it on 4 KiB pages; WARDEN_MALLOC_TUNED=1 with glibc's default thread
+# caches (src/malloc.rs).
 # SIZE is S, M or XL. Data goes to $WARDEN_BENCH_DIR (default /tmp/warden-bench);
 # PostgreSQL databases are warden_bench_<size> at $WARDEN_BENCH_PG
 # (default postgres://postgres@127.0.0.1:5432).

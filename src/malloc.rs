@@ -36,8 +36,10 @@ pub fn use_one_arena() {
 }
 
 /// The glibc tunable for how many freed chunks of each size a thread keeps
-/// for itself (glibc's default: 7), and the depth warden runs with: enough
-/// for the allocations of 64 calls in flight, at most a few MB a thread.
+/// for itself (glibc's default: 7), and the depth warden runs with. Deeper
+/// is faster for CheckBatch but costs memory: at 4096, the index builder's
+/// cache held the freed row buffers its reader thread could no longer
+/// reuse, and XL kept 79 MB more resident (BENCHMARKS.md §E).
 const THREAD_CACHE_TUNABLE: &str = "glibc.malloc.tcache_count";
 const THREAD_CACHE_DEPTH: u32 = 64;
 
