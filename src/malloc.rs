@@ -17,7 +17,8 @@
 //! each size for itself; past that, requests are served from the arena's
 //! small bins, which hand out their oldest chunks first: the build's, cold,
 //! anywhere in 1.4 GB. At XL that made malloc 10 % of the server's CPU under
-//! `Check` load, against 2 % in the no-op server (BENCHMARKS.md §E).
+//! `Check` load, against 2 % in the no-op server, and 28 % under CheckBatch
+//! load (BENCHMARKS.md §E).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -35,13 +36,16 @@ pub fn use_one_arena() {
     }
 }
 
-/// The glibc tunable for how many freed chunks of each size a thread keeps
-/// for itself (glibc's default: 7), and the depth warden runs with. Deeper
-/// is faster for CheckBatch but costs memory: at 4096, the index builder's
-/// cache held the freed row buffers its reader thread could no longer
-/// reuse, and XL kept 79 MB more resident (BENCHMARKS.md §E).
-const THREAD_CACHE_TUNABLE: &str = "glibc.malloc.tcache_count";
-const THREAD_CACHE_DEPTH: u32 = 64;
+/// The glibc tunables warden restarts with: each thread keeps up to 4096
+/// freed chunks of each size (glibc's default: 7), for requests of at most
+/// 128 bytes (glibc's default: 1032). That is enough for the small strings
+/// of 16 CheckBatch calls of 100 checks in flight (prost decodes every id
+/// into a `String`), and a thread holds at most about 3 MB in its cache.
+/// Caching larger sizes that deep is as fast but costs memory. A thread
+/// that frees many chunks keeps them out of the other threads' reach: the
+/// index builder kept the row buffers its reader thread had allocated, and
+/// XL kept 79 MB more resident (BENCHMARKS.md §E).
+const THREAD_CACHE_TUNABLES: [&str; 2] = ["glibc.malloc.tcache_count=4096", "glibc.malloc.tcache_max=128"];
 
 /// Set in the restarted process, so that it never restarts again (glibc
 /// drops `GLIBC_TUNABLES` from the environment of privileged processes).
@@ -49,26 +53,26 @@ const RESTARTED: &str = "WARDEN_MALLOC_TUNED";
 
 /// Restarts the process, in place (same PID, arguments and environment),
 /// with deeper thread caches of freed chunks, unless `GLIBC_TUNABLES`
-/// already sets their depth: glibc reads its tunables only when a process
-/// starts, and no `mallopt` sets this one. Call it first thing in `main`.
-/// If the restart fails, warden goes on with glibc's default.
+/// already sets the thread caches: glibc reads its tunables only when a
+/// process starts, and no `mallopt` sets these. Call it first thing in
+/// `main`. If the restart fails, warden goes on with glibc's defaults.
 pub fn restart_with_deep_thread_caches() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         use std::os::unix::process::CommandExt;
         let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
-        if tunables.contains(THREAD_CACHE_TUNABLE) || std::env::var_os(RESTARTED).is_some() {
+        if tunables.contains("glibc.malloc.tcache_") || std::env::var_os(RESTARTED).is_some() {
             return;
         }
-        let setting = format!("{THREAD_CACHE_TUNABLE}={THREAD_CACHE_DEPTH}");
-        let tunables = if tunables.is_empty() { setting.clone() } else { format!("{tunables}:{setting}") };
+        let settings = THREAD_CACHE_TUNABLES.join(":");
+        let tunables = if tunables.is_empty() { settings.clone() } else { format!("{tunables}:{settings}") };
         let mut args = std::env::args_os();
         let mut command = std::process::Command::new("/proc/self/exe");
         if let Some(program) = args.next() {
             command.arg0(program);
         }
         let error = command.args(args).env("GLIBC_TUNABLES", tunables).env(RESTARTED, "1").exec();
-        eprintln!("warden: restarting with {setting} failed ({error}); going on with glibc's default");
+        eprintln!("warden: restarting with {settings} failed ({error}); going on with glibc's defaults");
     }
 }
 

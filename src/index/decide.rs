@@ -57,8 +57,10 @@ impl Index {
                 Some(ahead) => std::mem::replace(&mut found[at % GRANTS_AHEAD], self.find_slots(ahead)),
                 None => found[at % GRANTS_AHEAD],
             };
-            // `slots` were found for this check's site (or its report's).
-            self.decide_with(check, |_| self.table.level(slots))
+            self.decide_with(check, |site| {
+                debug_assert!(slots.is_none_or(|slots| slots.are_of(check.user, site)));
+                self.table.level(slots)
+            })
         })
     }
 
@@ -74,8 +76,9 @@ impl Index {
     }
 
     /// The slots a decision of `check` reads its level from, once it has
-    /// started loading what they lead to (the user's grant, long group lists). `None` when the
-    /// decision needs no level, or the user, site or report does not exist.
+    /// started loading what they lead to (the user's grant, long group
+    /// lists). `None` when the decision needs no level, or the user, site
+    /// or report does not exist.
     fn find_slots(&self, check: &Check) -> Option<SlotPair<'_>> {
         let site = match check.resource {
             Resource::Site(site) => site,

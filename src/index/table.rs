@@ -267,6 +267,13 @@ pub(super) struct SlotPair<'a> {
     site: &'a SiteSlot,
 }
 
+impl SlotPair<'_> {
+    /// Whether these are the slots of `user` and `site`.
+    pub(super) fn are_of(&self, user: UserId, site: SiteId) -> bool {
+        self.user.id == user && self.site.id == site
+    }
+}
+
 impl DecisionTable {
     /// The effective level of `user` on `site`, as DESIGN §1 defines it.
     #[inline]
