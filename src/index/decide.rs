@@ -1,7 +1,8 @@
 //! Decisions: the rules of DESIGN §1 read off the index.
 
-use super::Index;
-use super::table::SlotPair;
+use super::flat::Spot;
+use super::table::{Located, SlotPair};
+use super::{Index, ReportEntry};
 #[cfg(test)]
 use crate::model::Role;
 use crate::model::{Action, Check, Level, Resource, SiteId, UserId, Visibility};
@@ -13,6 +14,20 @@ use crate::model::{Action, Check, Level, Resource, SiteId, UserId, Visibility};
 /// (BENCHMARKS.md §E).
 const SLOTS_AHEAD: usize = 16;
 const GRANTS_AHEAD: usize = 8;
+/// How many checks ahead a report check, whose report was located
+/// [`SLOTS_AHEAD`] checks ahead, reads it and locates its site's slot.
+const REPORT_SITES_AHEAD: usize = 12;
+
+/// A check some steps ahead of its turn in [`Index::decide_all`]: where
+/// its first lines are, loading.
+#[derive(Clone, Copy)]
+enum Ahead<'a> {
+    Site(Located<'a>),
+    Report(Spot<'a, Option<ReportEntry>>),
+    /// Nothing more to locate: an instance check (it reads the user's slot
+    /// only), or a report that does not exist.
+    Nothing,
+}
 
 /// The answer to one check. A denial is a value, not an error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,58 +51,92 @@ impl Index {
     /// memory, twice: for the user's and the site's slots, then for the
     /// user's grant, whose place the slots give. Here the two waits of a
     /// check start early, in a pipeline: [`SLOTS_AHEAD`] checks ahead its
-    /// slots start loading; [`GRANTS_AHEAD`] checks ahead they are read
-    /// (cached by then) and the grant starts loading; at its turn the check
-    /// is decided from lines already cached. The waits of many checks
-    /// overlap instead of adding up.
+    /// slots are located and start loading; [`GRANTS_AHEAD`] checks ahead
+    /// they are read (cached by then) and the grant starts loading; at its
+    /// turn the check is decided from lines already cached. The waits of
+    /// many checks overlap instead of adding up, and each key is hashed once.
+    /// A report check has one wait more: its report is located first, and
+    /// read [`REPORT_SITES_AHEAD`] checks ahead to locate its site's slot.
     pub fn decide_all<'a>(&'a self, checks: &'a [Check]) -> impl Iterator<Item = Decision> + 'a {
-        for check in checks.iter().take(SLOTS_AHEAD) {
-            self.prefetch_slots(check);
+        // The checks located, by position modulo SLOTS_AHEAD; the slots found
+        // for the next GRANTS_AHEAD checks, by position modulo GRANTS_AHEAD.
+        let mut located = [Ahead::Nothing; SLOTS_AHEAD];
+        for (at, check) in checks.iter().enumerate().take(SLOTS_AHEAD) {
+            located[at] = self.locate(check);
         }
-        // The slots found for the next GRANTS_AHEAD checks, by position modulo GRANTS_AHEAD.
         let mut found = [None; GRANTS_AHEAD];
         for (at, check) in checks.iter().enumerate().take(GRANTS_AHEAD) {
-            found[at] = self.find_slots(check);
+            found[at] = self.find_slots(check, located[at]);
         }
         checks.iter().enumerate().map(move |(at, check)| {
             if let Some(ahead) = checks.get(at + SLOTS_AHEAD) {
-                self.prefetch_slots(ahead);
+                located[at % SLOTS_AHEAD] = self.locate(ahead);
+            }
+            if let Some(ahead) = checks.get(at + REPORT_SITES_AHEAD) {
+                let place = &mut located[(at + REPORT_SITES_AHEAD) % SLOTS_AHEAD];
+                if let Ahead::Report(report) = *place {
+                    *place = self.locate_report_site(ahead, report);
+                }
             }
             let slots = match checks.get(at + GRANTS_AHEAD) {
-                Some(ahead) => std::mem::replace(&mut found[at % GRANTS_AHEAD], self.find_slots(ahead)),
+                Some(ahead) => {
+                    let slots = self.find_slots(ahead, located[(at + GRANTS_AHEAD) % SLOTS_AHEAD]);
+                    std::mem::replace(&mut found[at % GRANTS_AHEAD], slots)
+                }
                 None => found[at % GRANTS_AHEAD],
             };
             self.decide_with(check, |site| {
                 debug_assert!(slots.is_none_or(|slots| slots.are_of(check.user, site)));
-                self.table.level(slots)
+                SlotPair::level(slots)
             })
         })
     }
 
-    /// Starts loading what a decision of `check` reads first: the user's
-    /// slot and the site's or the report's.
-    fn prefetch_slots(&self, check: &Check) {
-        self.table.prefetch_user(check.user);
+    /// Locates what a decision of `check` reads first, the user's slot and
+    /// the site's or the report's, and starts loading it.
+    fn locate(&self, check: &Check) -> Ahead<'_> {
         match check.resource {
-            Resource::Site(site) => self.table.prefetch_site(site),
-            Resource::Report(report) => self.reports.prefetch(report),
-            Resource::Instance => {}
+            Resource::Site(site) => {
+                let located = self.table.locate(check.user, site);
+                located.prefetch();
+                Ahead::Site(located)
+            }
+            Resource::Report(report) => {
+                self.table.prefetch_user(check.user);
+                let report = self.reports.spot(report);
+                report.prefetch();
+                Ahead::Report(report)
+            }
+            Resource::Instance => {
+                self.table.prefetch_user(check.user);
+                Ahead::Nothing
+            }
         }
+    }
+
+    /// Reads the report of a report check (loaded by now) and locates the
+    /// slots of the user and the report's site, as for a site check.
+    fn locate_report_site<'a>(&'a self, check: &Check, report: Spot<'a, Option<ReportEntry>>) -> Ahead<'a> {
+        let Some(report) = report.get().copied().flatten() else { return Ahead::Nothing };
+        let located = self.table.locate(check.user, report.site);
+        located.prefetch();
+        Ahead::Site(located)
     }
 
     /// The slots a decision of `check` reads its level from, once it has
     /// started loading what they lead to (the user's grant, long group
     /// lists). `None` when the decision needs no level, or the user, site
     /// or report does not exist.
-    fn find_slots(&self, check: &Check) -> Option<SlotPair<'_>> {
-        let site = match check.resource {
-            Resource::Site(site) => site,
-            Resource::Report(report) => self.report(report)?.site,
-            Resource::Instance => return None,
+    fn find_slots<'a>(&'a self, check: &Check, ahead: Ahead<'a>) -> Option<SlotPair<'a>> {
+        let located = match ahead {
+            Ahead::Site(located) => located,
+            // Among the first checks of a batch, a report's site is read now.
+            Ahead::Report(report) => self.table.locate(check.user, report.get().copied().flatten()?.site),
+            Ahead::Nothing => return None,
         };
-        let slots = self.table.slots(check.user, site);
+        let slots = self.table.slots(located);
         if let Some(slots) = slots {
-            self.table.prefetch_beyond(slots);
+            slots.prefetch();
         }
         slots
     }
@@ -188,7 +237,7 @@ mod tests {
         let one_by_one: Vec<_> = checks.iter().map(|c| index.decide(c.user, c.resource, c.action)).collect();
         assert!(one_by_one.iter().any(|d| d.allowed) && one_by_one.iter().any(|d| !d.allowed));
         assert_eq!(index.decide_all(&checks).collect::<Vec<_>>(), one_by_one);
-        for len in [3, 12, 20] {
+        for len in [3, 12, 13, 17, 20] {
             assert_eq!(index.decide_all(&checks[..len]).collect::<Vec<_>>(), one_by_one[..len], "{len} checks");
         }
         assert_eq!(index.decide_all(&[]).count(), 0);

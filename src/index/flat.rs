@@ -18,7 +18,7 @@ use std::sync::Arc;
 /// while the chunk pointers of a ten-million-entry table stay cacheable.
 const CHUNK_SLOTS: usize = 4096;
 
-/// How many 64-byte lines [`FlatTable::prefetch`] loads from a key's home
+/// How many 64-byte lines [`Spot::prefetch`] loads from a key's home
 /// slot on: a slot may straddle two lines, and a probe run at a load of
 /// 0.8 often goes on into the next (at XL, 2 lines made `decide_all` 17 %
 /// faster than 1; 3 lines, 4 % more: BENCHMARKS.md §E).
@@ -104,6 +104,43 @@ impl<S: Slot + PartialEq> PartialEq for FlatTable<S> {
     }
 }
 
+/// Where a key's entry is, or would be, in a table: found once, then
+/// loaded ahead and read, so that a pipeline of decisions hashes each key
+/// once (BENCHMARKS.md §F).
+pub(super) struct Spot<'a, S: Slot> {
+    chunk: &'a [S],
+    home: usize,
+    key: S::Key,
+}
+
+impl<S: Slot> Clone for Spot<'_, S> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<S: Slot> Copy for Spot<'_, S> {}
+
+impl<'a, S: Slot> Spot<'a, S> {
+    /// The entry of the key: the decision's hot path, one probe run.
+    #[inline]
+    pub(super) fn get(&self) -> Option<&'a S> {
+        probe(self.chunk, self.key, self.home).ok().map(|at| &self.chunk[at])
+    }
+
+    /// Starts loading the cache lines where the entry is, and returns at
+    /// once: a later [`Spot::get`] finds them cached (or on their way)
+    /// instead of waiting a whole memory round trip. A hint only: it
+    /// changes nothing, and does nothing where the CPU has no such hint.
+    #[inline]
+    pub(super) fn prefetch(&self) {
+        let slot: *const S = &self.chunk[self.home];
+        for line in 0..PREFETCH_LINES {
+            prefetch(slot.cast::<u8>().wrapping_add(line * 64));
+        }
+    }
+}
+
 impl<S: Slot> FlatTable<S> {
     /// An empty table sized to hold `entries` without growing.
     pub(super) fn with_capacity(entries: usize) -> Self {
@@ -124,26 +161,18 @@ impl<S: Slot> FlatTable<S> {
         reduce(hash >> 32, self.chunks.len())
     }
 
-    /// The entry of `key`. The decision's hot path: one chunk, one probe run.
+    /// The entry of `key`.
     #[inline]
     pub(super) fn get(&self, key: S::Key) -> Option<&S> {
-        let hash = S::hash(key);
-        let chunk = self.chunks.chunk(self.chunk_at(hash));
-        probe(chunk, key, hash).ok().map(|at| &chunk[at])
+        self.spot(key).get()
     }
 
-    /// Starts loading the cache lines where the entry of `key` would be, and
-    /// returns at once: a later [`FlatTable::get`] finds them cached (or on
-    /// their way) instead of waiting a whole memory round trip. A hint only:
-    /// it changes nothing, and does nothing where the CPU has no such hint.
+    /// Where the probe run of `key` starts: its chunk and home slot.
     #[inline]
-    pub(super) fn prefetch(&self, key: S::Key) {
+    pub(super) fn spot(&self, key: S::Key) -> Spot<'_, S> {
         let hash = S::hash(key);
         let chunk = self.chunks.chunk(self.chunk_at(hash));
-        let slot: *const S = &chunk[home(chunk, hash)];
-        for line in 0..PREFETCH_LINES {
-            prefetch(slot.cast::<u8>().wrapping_add(line * 64));
-        }
+        Spot { chunk, home: home(chunk, hash), key }
     }
 
     /// Inserts `entry`, replacing the entry of the same key.
@@ -152,7 +181,7 @@ impl<S: Slot> FlatTable<S> {
         let hash = S::hash(key);
         let at = self.chunk_at(hash);
         let (chunk, chunk_len) = self.chunks.chunk_mut(at);
-        let found = probe(chunk, key, hash);
+        let found = probe(chunk, key, home(chunk, hash));
         Arc::make_mut(chunk)[found.unwrap_or_else(|vacant| vacant)] = entry;
         if found.is_ok() {
             return;
@@ -194,7 +223,7 @@ impl<S: Slot> FlatTable<S> {
                 let (chunk, chunk_len) = self.chunks.chunk_mut(at);
                 let slots = Arc::make_mut(chunk);
                 let hash = S::hash(key);
-                match probe(slots, key, hash) {
+                match probe(slots, key, home(slots, hash)) {
                     Ok(found) => slots[found] = entry,
                     Err(vacant) => {
                         slots[vacant] = entry;
@@ -216,7 +245,8 @@ impl<S: Slot> FlatTable<S> {
     pub(super) fn remove(&mut self, key: S::Key) -> Option<S> {
         let hash = S::hash(key);
         let at = self.chunk_at(hash);
-        let found = probe(self.chunks.chunk(at), key, hash).ok()?;
+        let chunk = self.chunks.chunk(at);
+        let found = probe(chunk, key, home(chunk, hash)).ok()?;
         let (chunk, chunk_len) = self.chunks.chunk_mut(at);
         let removed = remove_at(Arc::make_mut(chunk), found);
         *chunk_len -= 1;
@@ -254,10 +284,10 @@ fn next<S>(chunk: &[S], at: usize) -> usize {
 }
 
 /// The slot holding `key` in `chunk` (`Ok`), or the empty slot where it
-/// would go (`Err`).
+/// would go (`Err`), searched from slot `from` (the key's home) on.
 #[inline]
-fn probe<S: Slot>(chunk: &[S], key: S::Key, hash: u64) -> Result<usize, usize> {
-    let mut at = home(chunk, hash);
+fn probe<S: Slot>(chunk: &[S], key: S::Key, from: usize) -> Result<usize, usize> {
+    let mut at = from;
     loop {
         match chunk[at].key() {
             None => return Err(at),
@@ -300,7 +330,7 @@ fn grown<S: Slot>(chunk: &[S]) -> Arc<[S]> {
     let mut bigger = vec![S::EMPTY; chunk.len() * 2];
     for entry in chunk {
         if let Some(key) = entry.key()
-            && let Err(at) = probe(&bigger, key, S::hash(key))
+            && let Err(at) = probe(&bigger, key, home(&bigger, S::hash(key)))
         {
             bigger[at] = entry.clone();
         }

@@ -19,7 +19,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use super::flat::{FlatTable, Slot, hash_uuid, mix, prefetch};
+use super::flat::{FlatTable, Slot, Spot, hash_uuid, mix, prefetch};
 use super::{Index, UserEntry};
 use crate::model::{GroupId, Level, Role, SiteId, Subject, UserId};
 
@@ -256,15 +256,35 @@ fn pair(user: u32, site: u32) -> u64 {
     u64::from(user) << SITE_BITS | u64::from(site)
 }
 
-/// The two slots a decision on a site starts from. [`Index::decide_all`]
-/// finds them a few checks ahead, starts loading the user's grant, and
-/// decides from them when the check's turn comes.
+/// Where a check's user and site slots are: found a few checks ahead of
+/// the decision, and loading (see [`Index::decide_all`]).
+///
+/// [`Index::decide_all`]: super::Index::decide_all
+#[derive(Clone, Copy)]
+pub(super) struct Located<'a> {
+    user: Spot<'a, UserSlot>,
+    site: Spot<'a, SiteSlot>,
+}
+
+impl Located<'_> {
+    /// Starts loading both slots.
+    pub(super) fn prefetch(&self) {
+        self.user.prefetch();
+        self.site.prefetch();
+    }
+}
+
+/// The two slots a decision on a site starts from, and where the user's
+/// own grant on the site is. [`Index::decide_all`] reads them a few checks
+/// ahead, starts loading what they lead to, and decides from them when the
+/// check's turn comes.
 ///
 /// [`Index::decide_all`]: super::Index::decide_all
 #[derive(Clone, Copy)]
 pub(super) struct SlotPair<'a> {
     user: &'a UserSlot,
     site: &'a SiteSlot,
+    grant: Spot<'a, LevelSlot>,
 }
 
 impl SlotPair<'_> {
@@ -272,29 +292,11 @@ impl SlotPair<'_> {
     pub(super) fn are_of(&self, user: UserId, site: SiteId) -> bool {
         self.user.id == user && self.site.id == site
     }
-}
-
-impl DecisionTable {
-    /// The effective level of `user` on `site`, as DESIGN §1 defines it.
-    #[inline]
-    pub(super) fn site_level(&self, user: UserId, site: SiteId) -> Level {
-        self.level(self.slots(user, site))
-    }
-
-    /// The slots of `user` and `site`; `None` when either does not exist.
-    #[inline]
-    pub(super) fn slots(&self, user: UserId, site: SiteId) -> Option<SlotPair<'_>> {
-        // Both lookups depend on the request alone, so their misses overlap.
-        match (self.users.get(user), self.sites.get(site)) {
-            (Some(user), Some(site)) => Some(SlotPair { user, site }),
-            _ => None,
-        }
-    }
 
     /// The level `slots` give; `NoAccess` without them (an unknown user or site).
     #[inline]
-    pub(super) fn level(&self, slots: Option<SlotPair<'_>>) -> Level {
-        let Some(SlotPair { user, site }) = slots else { return Level::NoAccess };
+    pub(super) fn level(slots: Option<Self>) -> Level {
+        let Some(SlotPair { user, site, grant }) = slots else { return Level::NoAccess };
         let mut level = user.wildcard;
         if level == Level::Manage {
             return level;
@@ -304,33 +306,54 @@ impl DecisionTable {
                 level = level.max(site.group_level(group));
             }
         }
-        match self.user_levels.get(pair(user.handle, site.handle)) {
+        match grant.get() {
             Some(grant) => level.max(grant.level()),
             None => level,
         }
     }
 
-    /// Starts loading what [`DecisionTable::level`] reads beyond `slots`:
-    /// the user's own grant on the site, and the group lists too long to
-    /// be kept in the slots.
-    pub(super) fn prefetch_beyond(&self, slots: SlotPair<'_>) {
-        self.user_levels.prefetch(pair(slots.user.handle, slots.site.handle));
-        slots.user.groups.prefetch();
-        slots.site.groups.prefetch();
+    /// Starts loading what [`SlotPair::level`] reads beyond the slots: the
+    /// user's own grant on the site, and the group lists too long to be
+    /// kept in the slots.
+    pub(super) fn prefetch(&self) {
+        self.grant.prefetch();
+        self.user.groups.prefetch();
+        self.site.groups.prefetch();
+    }
+}
+
+impl DecisionTable {
+    /// The effective level of `user` on `site`, as DESIGN §1 defines it.
+    #[inline]
+    pub(super) fn site_level(&self, user: UserId, site: SiteId) -> Level {
+        SlotPair::level(self.slots(self.locate(user, site)))
+    }
+
+    /// Where the slots of `user` and `site` are.
+    #[inline]
+    pub(super) fn locate(&self, user: UserId, site: SiteId) -> Located<'_> {
+        Located { user: self.users.spot(user), site: self.sites.spot(site) }
+    }
+
+    /// The slots `located` finds; `None` when the user or the site does not exist.
+    #[inline]
+    pub(super) fn slots<'a>(&'a self, located: Located<'a>) -> Option<SlotPair<'a>> {
+        // Both lookups depend on the request alone, so their misses overlap.
+        match (located.user.get(), located.site.get()) {
+            (Some(user), Some(site)) => {
+                Some(SlotPair { user, site, grant: self.user_levels.spot(pair(user.handle, site.handle)) })
+            }
+            _ => None,
+        }
     }
 
     pub(super) fn is_owner(&self, user: UserId) -> bool {
         self.users.get(user).is_some_and(|slot| slot.owner)
     }
 
-    /// Starts loading the slot of `user` (see [`FlatTable::prefetch`]).
+    /// Starts loading the slot of `user` (see [`Spot::prefetch`]).
     pub(super) fn prefetch_user(&self, user: UserId) {
-        self.users.prefetch(user);
-    }
-
-    /// Starts loading the slot of `site`.
-    pub(super) fn prefetch_site(&self, site: SiteId) {
-        self.sites.prefetch(site);
+        self.users.spot(user).prefetch();
     }
 
     /// The table of `index`'s maps, with handles numbered afresh.
