@@ -128,12 +128,12 @@ impl Index {
     /// lists). `None` when the decision needs no level, or the user, site
     /// or report does not exist.
     fn find_slots<'a>(&'a self, check: &Check, ahead: Ahead<'a>) -> Option<SlotPair<'a>> {
-        let located = match ahead {
-            Ahead::Site(located) => located,
-            // Among the first checks of a batch, a report's site is read now.
-            Ahead::Report(report) => self.table.locate(check.user, report.get().copied().flatten()?.site),
-            Ahead::Nothing => return None,
+        let ahead = match ahead {
+            // Among the first checks of a batch, a report's site is located now.
+            Ahead::Report(report) => self.locate_report_site(check, report),
+            ahead => ahead,
         };
+        let Ahead::Site(located) = ahead else { return None };
         let slots = self.table.slots(located);
         if let Some(slots) = slots {
             slots.prefetch();
