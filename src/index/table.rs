@@ -119,13 +119,6 @@ struct SiteSlot {
     groups: SmallList<(u32, Level), 4>,
 }
 
-impl SiteSlot {
-    fn group_level(&self, group: u32) -> Level {
-        let grants = self.groups.as_slice();
-        grants.binary_search_by_key(&group, |&(holder, _)| holder).map_or(Level::NoAccess, |at| grants[at].1)
-    }
-}
-
 impl Slot for SiteSlot {
     type Key = SiteId;
     const EMPTY: Self = SiteSlot { id: SiteId(uuid::Uuid::nil()), handle: 0, groups: SmallList::EMPTY };
@@ -205,13 +198,49 @@ impl<T: ListItem, const N: usize> SmallList<T, N> {
     }
 
     /// Starts loading the items of a spilled list (an inline one is loaded
-    /// with its slot).
+    /// with its slot, which is loaded again: cheaper than a branch that
+    /// mispredicts whenever spilled and inline lists mix).
     #[inline]
     fn prefetch(&self) {
-        if let SmallList::Spilled(items) = self {
-            prefetch(items.as_ptr());
+        let items: *const T = match self {
+            SmallList::Inline(items) => items.as_ptr(),
+            SmallList::Spilled(items) => items.as_ptr(),
+        };
+        prefetch(items);
+    }
+}
+
+/// The best level that `grants` (a site's) give to any of `groups` (a
+/// user's). Two lists kept in their slots, as most are, are compared item
+/// by item without a branch: whether and where a user's group holds a grant
+/// on a site is nothing a predictor can guess (BENCHMARKS.md §G).
+#[inline]
+fn groups_level(groups: &SmallList<u32, 2>, grants: &SmallList<(u32, Level), 4>) -> Level {
+    let mut level = Level::NoAccess;
+    match (groups, grants) {
+        // Unused places hold handle 0, which matches only unused places,
+        // and these grant `NoAccess`.
+        (SmallList::Inline(groups), SmallList::Inline(grants)) => {
+            // Levels as numbers, so that a miss multiplies a grant by 0
+            // where a `match` or an `if` would branch.
+            let mut best = 0;
+            for group in groups {
+                for &(holder, granted) in grants {
+                    best = best.max(granted as u64 * u64::from(holder == *group));
+                }
+            }
+            level = level_of(best);
+        }
+        _ => {
+            let grants = grants.as_slice();
+            for group in groups.as_slice() {
+                if let Ok(at) = grants.binary_search_by_key(group, |&(holder, _)| holder) {
+                    level = level.max(grants[at].1);
+                }
+            }
         }
     }
+    level
 }
 
 /// One user's grant on one site in one word: user handle (32 bits), site
@@ -226,13 +255,7 @@ impl LevelSlot {
     }
 
     fn level(self) -> Level {
-        match self.0 & 0b111 {
-            1 => Level::View,
-            2 => Level::Edit,
-            3 => Level::EditPublish,
-            4 => Level::Manage,
-            _ => Level::NoAccess,
-        }
+        level_of(self.0 & 0b111)
     }
 
     fn holders(self) -> (u32, u32) {
@@ -249,6 +272,18 @@ impl Slot for LevelSlot {
     }
     fn hash(key: u64) -> u64 {
         mix(key)
+    }
+}
+
+/// The level whose number (`Level as u64`) is `rank`.
+#[inline]
+fn level_of(rank: u64) -> Level {
+    match rank {
+        1 => Level::View,
+        2 => Level::Edit,
+        3 => Level::EditPublish,
+        4 => Level::Manage,
+        _ => Level::NoAccess,
     }
 }
 
@@ -301,11 +336,7 @@ impl SlotPair<'_> {
         if level == Level::Manage {
             return level;
         }
-        if !site.groups.as_slice().is_empty() {
-            for &group in user.groups.as_slice() {
-                level = level.max(site.group_level(group));
-            }
-        }
+        level = level.max(groups_level(&user.groups, &site.groups));
         match grant.get() {
             Some(grant) => level.max(grant.level()),
             None => level,
