@@ -180,8 +180,6 @@ impl<T: Ord + Copy> SmallOrdSet<T> {
 mod tests {
     use super::*;
 
-    /// Drives a map through both shapes and back, checking it against a
-    /// BTreeMap after every step.
     /// A vector copied on write with its entry is exactly full; an insert
     /// must not double it.
     #[test]
@@ -192,6 +190,8 @@ mod tests {
         assert!(matches!(&copy, SmallOrdMap::Few(entries) if entries.len() == 101 && entries.capacity() == 101));
     }
 
+    /// Drives a map through both shapes and back, checking it against a
+    /// BTreeMap after every step.
     #[test]
     fn a_small_ord_map_behaves_like_a_btree_map_in_both_shapes() {
         let mut map = SmallOrdMap::default();

@@ -216,7 +216,6 @@ impl<T: ListItem, const N: usize> SmallList<T, N> {
 /// on a site is nothing a predictor can guess (BENCHMARKS.md §G).
 #[inline]
 fn groups_level(groups: &SmallList<u32, 2>, grants: &SmallList<(u32, Level), 4>) -> Level {
-    let mut level = Level::NoAccess;
     match (groups, grants) {
         // Unused places hold handle 0, which matches only unused places,
         // and these grant `NoAccess`.
@@ -229,18 +228,16 @@ fn groups_level(groups: &SmallList<u32, 2>, grants: &SmallList<(u32, Level), 4>)
                     best = best.max(granted as u64 * u64::from(holder == *group));
                 }
             }
-            level = level_of(best);
+            level_of(best)
         }
         _ => {
             let grants = grants.as_slice();
-            for group in groups.as_slice() {
-                if let Ok(at) = grants.binary_search_by_key(group, |&(holder, _)| holder) {
-                    level = level.max(grants[at].1);
-                }
-            }
+            let granted = groups.as_slice().iter().filter_map(|group| {
+                grants.binary_search_by_key(group, |&(holder, _)| holder).ok().map(|at| grants[at].1)
+            });
+            granted.max().unwrap_or(Level::NoAccess)
         }
     }
-    level
 }
 
 /// One user's grant on one site in one word: user handle (32 bits), site
