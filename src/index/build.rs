@@ -14,12 +14,22 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
+use super::flat::prefetch;
 use super::{DecisionTable, Grants, GroupEntry, Index, ReportEntry, SiteEntry, SmallOrdMap, SmallOrdSet, UserEntry};
 use crate::model::{
     Grant, Group, GroupId, Level, Report, ReportId, Revision, Role, Site, SiteId, Subject, Target, Timestamp, User,
     UserId, validate,
 };
 use crate::store::{Rows, Snapshot};
+
+/// How many rows ahead [`Entries::load_ahead`] starts loading the entry a
+/// row will push onto, and how many ahead (the entry cached by then) the
+/// end of the list it pushes onto.
+const ENTRIES_AHEAD: usize = 16;
+const LIST_ENDS_AHEAD: usize = 8;
+/// Rows whose entries are found in one pass, before the rows are added
+/// (a snapshot read whole comes as one slice of ten million grants at XL).
+const ROWS_AT_ONCE: usize = 4096;
 
 /// Builds an index from stored rows, fed a chunk at a time in the order of
 /// [`Rows`]: users, sites and groups before the rows that name them. A row
@@ -115,6 +125,21 @@ impl<K: Copy + Eq + std::hash::Hash, V> Entries<K, V> {
         let at = self.position(id)?;
         Some(&mut self.entries[at].1)
     }
+
+    /// For row `at` of a chunk whose rows push onto the `list` of the
+    /// entries at `places`: starts loading the entry of a row a few ahead,
+    /// and the end of the list of a row nearer. On an index larger than
+    /// the caches each push would otherwise wait for memory twice.
+    #[inline]
+    fn load_ahead<T>(&self, places: &[Option<usize>], at: usize, list: impl Fn(&V) -> &Vec<T>) {
+        if let Some(&Some(ahead)) = places.get(at + ENTRIES_AHEAD) {
+            prefetch(list(&self.entries[ahead].1));
+        }
+        if let Some(&Some(ahead)) = places.get(at + LIST_ENDS_AHEAD) {
+            let list = list(&self.entries[ahead].1);
+            prefetch(list.as_ptr().wrapping_add(list.len()));
+        }
+    }
 }
 
 /// `items` sorted and without duplicates (storage has none; sorting is near
@@ -191,19 +216,45 @@ impl IndexBuilder {
         }
     }
 
+    /// Memberships come grouped by group, each naming a user at random: the
+    /// users are found first and loaded ahead, as the grants' sites are.
     fn memberships(&mut self, memberships: &[(GroupId, UserId)]) {
-        for &(group_id, user_id) in memberships {
-            if let Some(group) = self.groups.get_mut(&group_id) {
-                group.members.push(user_id);
-            }
-            if let Some(user) = self.users.get_mut(&user_id) {
-                user.groups.push(group_id);
+        for memberships in memberships.chunks(ROWS_AT_ONCE) {
+            let users: Vec<Option<usize>> = memberships.iter().map(|(_, user)| self.users.position(user)).collect();
+            for (at, &(group_id, user_id)) in memberships.iter().enumerate() {
+                self.users.load_ahead(&users, at, |user| &user.groups);
+                if let Some(group) = self.groups.get_mut(&group_id) {
+                    group.members.push(user_id);
+                }
+                if let Some(user) = users[at] {
+                    self.users.entries[user].1.groups.push(group_id);
+                }
             }
         }
     }
 
+    /// Grants come grouped by holder, so a holder's list grows in cache; but
+    /// each names a site at random, and at XL pushing onto the site's
+    /// grantee list waited for memory three times (the site's place, its
+    /// entry, the list's end). So the chunk's sites are found first, in a
+    /// pass whose lookups overlap, and each site's entry and list end start
+    /// loading a few grants ahead of their push (BENCHMARKS.md §H).
     fn grants(&mut self, grants: &[Grant]) {
-        for grant in grants {
+        for grants in grants.chunks(ROWS_AT_ONCE) {
+            self.grants_at_once(grants);
+        }
+    }
+
+    fn grants_at_once(&mut self, grants: &[Grant]) {
+        let sites: Vec<Option<usize>> = grants
+            .iter()
+            .map(|grant| match grant.target {
+                Target::Site(site) => self.sites.position(&site),
+                Target::AllSites => None,
+            })
+            .collect();
+        for (at, grant) in grants.iter().enumerate() {
+            self.sites.load_ahead(&sites, at, |site| &site.grantees);
             if grant.level == Level::NoAccess {
                 continue;
             }
@@ -213,10 +264,8 @@ impl IndexBuilder {
                 Subject::Group(_) => &mut self.groups.entries[holder].1.grants,
             };
             holder.add(grant.target, grant.level);
-            if let Target::Site(site_id) = grant.target
-                && let Some(site) = self.sites.get_mut(&site_id)
-            {
-                site.grantees.push(grant.subject);
+            if let Some(site) = sites[at] {
+                self.sites.entries[site].1.grantees.push(grant.subject);
             }
         }
     }
