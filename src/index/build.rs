@@ -245,6 +245,7 @@ impl IndexBuilder {
         }
     }
 
+    /// [`IndexBuilder::grants`] for at most [`ROWS_AT_ONCE`] grants.
     fn grants_at_once(&mut self, grants: &[Grant]) {
         let sites: Vec<Option<usize>> = grants
             .iter()
