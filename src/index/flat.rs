@@ -149,7 +149,6 @@ impl<S: Slot> FlatTable<S> {
         FlatTable { chunks: Directory::new((0..chunk_count).map(|_| empty_chunk(per_chunk))), len: 0 }
     }
 
-    #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.len
     }

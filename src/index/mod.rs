@@ -28,7 +28,7 @@ use flat::{FlatTable, Slot, hash_uuid};
 pub use lookup::{AccessPath, Explanation, PathKind, ReportAccess, SiteAccess, UserAccess};
 pub use plan::Plan;
 use sorted::{SmallOrdMap, SmallOrdSet};
-use table::{DecisionTable, OutOfHandles};
+use table::DecisionTable;
 
 use crate::model::{
     Change, Grant, GroupId, Level, ReportId, Revision, Role, SiteId, Subject, Target, Timestamp, UserId, Visibility,
@@ -174,42 +174,38 @@ impl Index {
     /// (grants, memberships, reports) were emitted before the deletion.
     fn apply(&mut self, change: &Change) {
         self.apply_to_maps(change);
-        if self.apply_to_table(change).is_err() {
-            self.table = DecisionTable::build(self);
-        }
+        self.apply_to_table(change);
     }
 
     /// Brings the decision table in step with the maps after `change`.
-    fn apply_to_table(&mut self, change: &Change) -> Result<(), OutOfHandles> {
+    fn apply_to_table(&mut self, change: &Change) {
         match change {
-            Change::UserCreated { user, .. } => self.sync_user(user.id)?,
-            Change::UserUpdated { user_id, patch, .. } if patch.role.is_some() => self.sync_user(*user_id)?,
+            Change::UserCreated { user, .. } => self.sync_user(user.id),
+            Change::UserUpdated { user_id, patch, .. } if patch.role.is_some() => self.sync_user(*user_id),
             Change::UserDeleted { user_id } => self.table.remove_user(*user_id),
-            Change::SiteCreated { site } => self.table.add_site(site.id)?,
+            Change::SiteCreated { site } => self.table.add_site(site.id),
             Change::SiteDeleted { site_id } => self.table.remove_site(*site_id),
-            Change::GroupCreated { group } => self.table.add_group(group.id)?,
+            Change::GroupCreated { group } => self.table.add_group(group.id),
             Change::GroupDeleted { group_id } => self.table.remove_group(*group_id),
-            Change::MemberAdded { user_id, .. } | Change::MemberRemoved { user_id, .. } => self.sync_user(*user_id)?,
+            Change::MemberAdded { user_id, .. } | Change::MemberRemoved { user_id, .. } => self.sync_user(*user_id),
             Change::GrantSet { grant } => match (grant.subject, grant.target) {
-                (Subject::User(user_id), Target::AllSites) => self.sync_user(user_id)?,
+                (Subject::User(user_id), Target::AllSites) => self.sync_user(user_id),
                 (Subject::Group(group_id), Target::AllSites) => {
                     // Members carry their groups' wildcards in their slots.
-                    let Some(group) = self.groups.get(&group_id).cloned() else { return Ok(()) };
+                    let Some(group) = self.groups.get(&group_id).cloned() else { return };
                     for member in group.members.iter() {
-                        self.sync_user(member)?;
+                        self.sync_user(member);
                     }
                 }
                 (subject, Target::Site(site_id)) => self.table.set_site_grant(subject, site_id, grant.level),
             },
             _ => {}
         }
-        Ok(())
     }
 
-    fn sync_user(&mut self, id: UserId) -> Result<(), OutOfHandles> {
-        match self.users.get(&id) {
-            Some(entry) => self.table.set_user(id, entry, self.groups_wildcard(entry)),
-            None => Ok(()),
+    fn sync_user(&mut self, id: UserId) {
+        if let Some(entry) = self.users.get(&id) {
+            self.table.set_user(id, entry, self.groups_wildcard(entry));
         }
     }
 
