@@ -18,17 +18,17 @@ use std::sync::Arc;
 /// while the chunk pointers of a ten-million-entry table stay cacheable.
 const CHUNK_SLOTS: usize = 4096;
 
+/// How many 64-byte lines [`Spot::prefetch`] loads from a key's home
+/// slot on: a slot may straddle two lines, and a probe run at a load of
+/// 0.8 often goes on into the next (at XL, 2 lines made `decide_all` 17 %
+/// faster than 1; 3 lines, 4 % more: BENCHMARKS.md §E).
+const PREFETCH_LINES: usize = 2;
+
 /// What a table holds: entries that carry their own key, with a value that
 /// means "empty" (so that a slot needs no separate tag).
 pub(super) trait Slot: Clone {
     type Key: Copy + Eq;
     const EMPTY: Self;
-    /// How many 64-byte lines [`Spot::prefetch`] loads from a key's home
-    /// slot on: a slot of tens of bytes may straddle two lines, and a probe
-    /// run at a load of 0.8 often goes on into the next (at XL, 2 lines
-    /// made `decide_all` 17 % faster than 1; 3 lines, 4 % more:
-    /// BENCHMARKS.md §E).
-    const PREFETCH_LINES: usize = 2;
     /// The key of the entry in this slot; `None` when the slot is empty.
     fn key(&self) -> Option<Self::Key>;
     fn hash(key: Self::Key) -> u64;
@@ -135,7 +135,7 @@ impl<'a, S: Slot> Spot<'a, S> {
     #[inline]
     pub(super) fn prefetch(&self) {
         let slot: *const S = &self.chunk[self.home];
-        for line in 0..S::PREFETCH_LINES {
+        for line in 0..PREFETCH_LINES {
             prefetch(slot.cast::<u8>().wrapping_add(line * 64));
         }
     }

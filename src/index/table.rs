@@ -307,8 +307,6 @@ impl LevelSlot {
 impl Slot for LevelSlot {
     type Key = u64;
     const EMPTY: Self = LevelSlot(0);
-    /// Eight words a line: a probe run mostly ends in the line it starts in (BENCHMARKS.md §I).
-    const PREFETCH_LINES: usize = 1;
     fn key(&self) -> Option<u64> {
         (self.0 != 0).then_some(self.0 >> 3)
     }
