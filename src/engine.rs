@@ -9,6 +9,10 @@
 //! transaction fails, every batch of the group fails and nothing is
 //! published. Under load, one transaction (and its round trips to storage)
 //! serves many batches.
+//!
+//! Replicas sharing one database follow each other through the changelog:
+//! each applies the batches the others commit ([`Engine::follow_storage`]),
+//! and catches up before it judges a group of its own.
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError};
@@ -16,7 +20,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use thiserror::Error;
-use tokio::sync::{Mutex, MutexGuard, mpsc, oneshot, watch};
+use tokio::sync::{Mutex, MutexGuard, Notify, mpsc, oneshot, watch};
 use tracing::{info, warn};
 
 use crate::index::{Index, IndexBuilder};
@@ -26,6 +30,18 @@ use crate::store::{Commit, CommitTxn, Rows, SNAPSHOT_CHUNKS_IN_FLIGHT, Store, St
 
 /// How long a read waits for the index to reach the revision it asks for.
 pub const REVISION_WAIT: Duration = Duration::from_secs(5);
+
+/// How often a replica reads storage for batches other processes committed
+/// when nothing wakes it sooner: PostgreSQL notifies every commit, and a
+/// read asking for a revision not yet applied wakes it at once.
+const FOLLOW_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Changelog entries a catch-up reads and applies at a time.
+const CATCH_UP_CHUNK: u64 = 1_000;
+
+/// How often a group is judged again when other processes keep committing
+/// between its catch-up and its transaction, before it fails as stale.
+const CATCH_UP_ATTEMPTS: usize = 3;
 
 /// Batches of at most this many mutations are judged on the committer task
 /// itself (a few microseconds each); larger ones on the blocking pool, so
@@ -37,7 +53,7 @@ const INLINE_PLAN_LIMIT: usize = 64;
 const TRIM_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Why the engine could not serve a request.
-#[derive(Debug, Error)]
+#[derive(Clone, Debug, Error)]
 pub enum EngineError {
     #[error(transparent)]
     Model(#[from] ModelError),
@@ -83,6 +99,8 @@ struct Shared {
     /// writers of this process (storage serializes across processes).
     writer: Mutex<()>,
     revision_tx: watch::Sender<Revision>,
+    /// Wakes [`Engine::follow_storage`] before its next poll.
+    follow_wake: Notify,
     queue: std::sync::Mutex<Queue>,
     /// How many batches wait in the queue.
     queued_tx: watch::Sender<usize>,
@@ -128,6 +146,7 @@ impl Engine {
                 index: ArcSwapOption::empty(),
                 writer: Mutex::new(()),
                 revision_tx: watch::channel(0).0,
+                follow_wake: Notify::new(),
                 queue: std::sync::Mutex::new(Queue::default()),
                 queued_tx: watch::channel(0).0,
                 trimmer: Trimmer::new(TRIM_INTERVAL),
@@ -177,11 +196,52 @@ impl Engine {
     pub async fn index_at_least(&self, revision: Option<Revision>) -> Result<Arc<Index>, EngineError> {
         let index = self.index()?;
         let Some(wanted) = revision.filter(|wanted| *wanted > index.revision()) else { return Ok(index) };
+        // Another replica may have committed it: look now, not at the next poll.
+        self.shared.follow_wake.notify_one();
         let mut revision_rx = self.shared.revision_tx.subscribe();
         let reached = tokio::time::timeout(REVISION_WAIT, revision_rx.wait_for(|at| *at >= wanted)).await;
         match reached {
             Ok(Ok(_)) => self.index(),
             _ => Err(EngineError::RevisionNotReached { wanted, at: self.index()?.revision() }),
+        }
+    }
+
+    /// Applies the batches other processes commit to the same storage, as
+    /// they commit them, until the task is dropped. It reads the changelog
+    /// whenever PostgreSQL notifies a commit this index has not applied, a
+    /// read asks for a revision it has not reached, or [`FOLLOW_INTERVAL`]
+    /// passes (notifications are lost while a connection is down).
+    pub async fn follow_storage(&self) {
+        let mut listener = match self.shared.store.listen_for_commits().await {
+            Ok(listener) => listener,
+            Err(cause) => {
+                warn!(%cause, "listening for commits failed; polling storage only");
+                None
+            }
+        };
+        loop {
+            let heard = async {
+                match listener.as_mut() {
+                    Some(listener) => listener.next().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep(FOLLOW_INTERVAL) => {}
+                () = self.shared.follow_wake.notified() => {}
+                heard = heard => match heard {
+                    // Mostly this process's own commits, applied already.
+                    Ok(revision) if revision <= self.published_revision() => continue,
+                    Ok(_) => {}
+                    Err(cause) => {
+                        warn!(%cause, "listening for commits failed; polling storage meanwhile");
+                        tokio::time::sleep(FOLLOW_INTERVAL).await;
+                    }
+                },
+            }
+            if let Err(cause) = self.shared.follow().await {
+                warn!(%cause, "reading the batches other replicas committed failed; will retry");
+            }
         }
     }
 
@@ -253,6 +313,51 @@ impl Shared {
         Ok(())
     }
 
+    /// Applies what storage holds beyond the published index, if anything.
+    async fn follow(&self) -> Result<(), EngineError> {
+        // Most polls find nothing: they ask without holding up the writer.
+        if self.store.head_revision().await? <= *self.revision_tx.borrow() {
+            return Ok(());
+        }
+        let _writer = self.writer.lock().await;
+        self.catch_up().await?;
+        Ok(())
+    }
+
+    /// Applies the batches storage holds beyond the published index, read
+    /// from the changelog, publishing each chunk, and returns the index
+    /// then published. Rebuilds the index from storage instead if the
+    /// changelog no longer reaches back to it (pruned meanwhile). The
+    /// caller holds the writer lock.
+    async fn catch_up(&self) -> Result<Arc<Index>, EngineError> {
+        loop {
+            let index = self.index()?;
+            let batches = self.store.changes_since(index.revision(), CATCH_UP_CHUNK).await?;
+            let Some((last, _)) = batches.last() else { return Ok(index) };
+            let (from, last, whole_chunk) = (index.revision(), *last, batches.len() as u64 == CATCH_UP_CHUNK);
+            if batches.iter().zip(from + 1..).any(|((revision, _), next)| *revision != next) {
+                warn!(at = from, "the changelog no longer reaches back to the index; reloading");
+                self.load().await?;
+                return self.index();
+            }
+            // A chunk may hold large batches: applied off the async workers.
+            let caught_up = tokio::task::spawn_blocking(move || {
+                let mut caught_up = Index::clone(&index);
+                for (revision, changes) in &batches {
+                    caught_up.apply_batch(*revision, changes);
+                }
+                caught_up
+            })
+            .await
+            .map_err(|e| StoreError::Internal(format!("applying the changelog panicked: {e}")))?;
+            info!(from, to = last, "applied batches committed by another process");
+            self.publish(Arc::new(caught_up));
+            if !whole_chunk {
+                return self.index();
+            }
+        }
+    }
+
     fn publish(&self, index: Arc<Index>) {
         let revision = index.revision();
         self.index.store(Some(index));
@@ -285,23 +390,10 @@ impl Shared {
     /// Judges and commits one group, answers every batch of it, and returns
     /// the revisions committed (first, last), if any.
     async fn commit_group(&self, group: Vec<Pending>) -> Option<(Revision, Revision)> {
-        let Ok(current) = self.index() else { return fail_all(group, || EngineError::NotReady) };
-        let mut txn = match self.store.begin_commit().await {
-            Ok(txn) => txn,
-            Err(error) => return fail_all(group, || error.clone().into()),
+        let (current, mut txn) = match self.begin_at_head().await {
+            Ok(begun) => begun,
+            Err(error) => return fail_all(group, || error.clone()),
         };
-        if txn.head() != current.revision() {
-            // Another process committed since this index was built: storage
-            // holds the truth, so rebuild from it; the callers retry.
-            let stale = StoreError::Stale { judged_at: current.revision(), head: txn.head() };
-            warn!(judged_at = current.revision(), head = txn.head(), "storage moved under the index; reloading");
-            drop(txn);
-            if let Err(cause) = self.load().await {
-                warn!(%cause, "reloading the index failed");
-            }
-            return fail_all(group, || stale.clone().into());
-        }
-
         let judged = match judge_group(&txn, current, group).await {
             Ok(judged) => judged,
             Err((error, group)) => return fail_all(group, || error.clone().into()),
@@ -342,6 +434,32 @@ impl Shared {
             pending.answer(answer.map_err(EngineError::from));
         }
         Some((first, last))
+    }
+
+    /// Begins the group's transaction on an index at the storage head: if
+    /// other processes committed since the published index, their batches
+    /// are applied first (outside the transaction, which would hold
+    /// SQLite's only in-memory connection), a few times if they go on.
+    async fn begin_at_head(&self) -> Result<(Arc<Index>, CommitTxn), EngineError> {
+        let mut current = self.index()?;
+        for _ in 0..CATCH_UP_ATTEMPTS {
+            let txn = self.store.begin_commit().await?;
+            let head = txn.head();
+            if head == current.revision() {
+                return Ok((current, txn));
+            }
+            drop(txn);
+            current = if head > current.revision() {
+                self.catch_up().await?
+            } else {
+                // Storage went back (restored from a backup): it holds the truth.
+                warn!(index = current.revision(), head, "storage is behind the index; reloading");
+                self.load().await?;
+                self.index()?
+            };
+        }
+        let head = self.store.head_revision().await?;
+        Err(StoreError::Stale { judged_at: current.revision(), head }.into())
     }
 
     /// Drops changelog entries older than the retention whenever the head

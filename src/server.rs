@@ -1,6 +1,7 @@
 //! Start-up and shutdown: `Application::build` connects, migrates and binds;
-//! `run_until_stopped` loads the index behind a NOT_SERVING health status and
-//! serves until the shutdown future resolves.
+//! `run_until_stopped` loads the index behind a NOT_SERVING health status,
+//! serves until the shutdown future resolves, and meanwhile keeps the index
+//! in step with what other replicas commit.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -74,7 +75,9 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let (health, health_service) = tonic_health::server::health_reporter();
         set_health(&health, ServingStatus::NotServing).await;
-        tokio::spawn(load_index(self.engine.clone(), health.clone(), self.huge_pages));
+        // Dropped when serving ends, which stops the task.
+        let mut index_task = tokio::task::JoinSet::new();
+        index_task.spawn(keep_index(self.engine.clone(), health.clone(), self.huge_pages));
 
         // The same public services on both reflection versions (many grpcurl builds speak only v1alpha).
         let reflection = || {
@@ -126,8 +129,9 @@ impl Application {
 }
 
 /// Loads the index, retrying while storage is unreachable, then reports
-/// SERVING and, if asked, moves the index onto huge pages while serving.
-async fn load_index(engine: Arc<Engine>, health: HealthReporter, huge_pages: bool) {
+/// SERVING, moves the index onto huge pages if asked, and follows what
+/// other processes commit to the same storage.
+async fn keep_index(engine: Arc<Engine>, health: HealthReporter, huge_pages: bool) {
     loop {
         match engine.load().await {
             Ok(()) => break,
@@ -152,6 +156,7 @@ async fn load_index(engine: Arc<Engine>, health: HealthReporter, huge_pages: boo
             Err(cause) => warn!(%cause, "advising huge pages panicked"),
         }
     }
+    engine.follow_storage().await;
 }
 
 async fn set_health(health: &HealthReporter, status: ServingStatus) {

@@ -25,6 +25,7 @@ use std::time::Duration;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::sea_query::{Expr, ExprTrait, SimpleExpr};
 use sea_orm::sqlx::error::DatabaseError;
+use sea_orm::sqlx::postgres::PgListener;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnAcquireErr, ConnectOptions, ConnectionTrait, Database,
     DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
@@ -45,6 +46,10 @@ use entity::{all_sites_grant, changelog, group, group_member, idempotency_key, r
 /// their transaction, so that revisions commit one at a time, in order, with
 /// no gap a changelog reader could skip ("warden" in ASCII, then 1).
 const WRITER_LOCK_KEY: i64 = 0x7761_7264_656e_0001;
+
+/// The PostgreSQL channel a commit notifies, with its head revision as the
+/// payload: replicas sharing the database wake on it (see [`CommitListener`]).
+const COMMITS_CHANNEL: &str = "warden_commits";
 
 /// Connections in a file-backed SQLite pool: readers run side by side in WAL
 /// mode, writers queue on the write lock.
@@ -497,6 +502,17 @@ impl Store {
         Ok(deleted.rows_affected)
     }
 
+    /// Listens for the commits of every process sharing this database, on
+    /// PostgreSQL; `None` on SQLite, which cannot notify another process.
+    pub async fn listen_for_commits(&self) -> Result<Option<CommitListener>, StoreError> {
+        if self.db.get_database_backend() != DbBackend::Postgres {
+            return Ok(None);
+        }
+        let mut listener = PgListener::connect_with(self.db.get_postgres_connection_pool()).await?;
+        listener.listen(COMMITS_CHANNEL).await?;
+        Ok(Some(CommitListener(listener)))
+    }
+
     /// Begins a write transaction holding the database's writer lock.
     async fn begin_write(&self) -> Result<DatabaseTransaction, StoreError> {
         let txn = match self.write_db.get_database_backend() {
@@ -517,6 +533,22 @@ impl Store {
             _ => self.write_db.begin().await?,
         };
         Ok(txn)
+    }
+}
+
+/// Hears the commits of every process sharing a PostgreSQL database.
+pub struct CommitListener(PgListener);
+
+impl CommitListener {
+    /// The head revision of the next commit heard. A notification sent
+    /// while the connection was lost is lost (the listener reconnects at
+    /// the next call): poll storage as well.
+    pub async fn next(&mut self) -> Result<Revision, StoreError> {
+        let notification = self.0.recv().await?;
+        notification
+            .payload()
+            .parse()
+            .map_err(|_| StoreError::Internal(format!("a commit notified `{}`", notification.payload())))
     }
 }
 
@@ -599,6 +631,10 @@ impl CommitTxn {
             idempotency_key::Entity::insert_many(chunk.to_vec()).exec_without_returning(&self.txn).await?;
         }
         self.head += commits.len() as Revision;
+        if self.txn.get_database_backend() == DbBackend::Postgres {
+            // Delivered to the listeners when (and only if) the transaction commits.
+            self.txn.execute_unprepared(&format!("SELECT pg_notify('{COMMITS_CHANNEL}', '{}')", self.head)).await?;
+        }
         Ok(self.head)
     }
 

@@ -169,6 +169,16 @@ impl TestApp {
         }
     }
 
+    /// Asserts that the index this server built by increments equals one
+    /// rebuilt from storage by a new server.
+    pub async fn assert_index_equals_storage(&self) {
+        let rebuilt = self.spawn_replica().await;
+        assert!(
+            *rebuilt.engine.index().expect("loaded") == *self.engine.index().expect("loaded"),
+            "the index differs from one rebuilt from storage"
+        );
+    }
+
     /// Applies a batch on behalf of `actor` (None: the trusted tooling).
     pub async fn mutate(&mut self, actor: Option<&str>, ops: Vec<Op>) -> Result<pb::MutateResponse, Status> {
         let request = pb::MutateRequest {

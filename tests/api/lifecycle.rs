@@ -1,5 +1,5 @@
-//! The service over time: restarts, refused batches, retries, stale writes,
-//! paging, health and reflection.
+//! The service over time: restarts, refused batches, retries, stale
+//! expected revisions, paging, health and reflection (replicas: `replicas`).
 
 use tonic::Code;
 use tonic::transport::Channel;
@@ -442,25 +442,6 @@ async fn a_storage_fault_in_the_middle_of_a_commit_changes_neither_storage_nor_i
     assert!(app.can(&user, pb::Action::Edit, &site).await, "the committed batch survives a restart");
 }
 
-async fn a_batch_judged_on_a_stale_index_is_aborted_and_succeeds_when_retried(mut app: TestApp) {
-    let owner = app.new_owner().await;
-    let site = app.new_site().await;
-    let user = app.new_user().await;
-    let mut replica = app.spawn_replica().await;
-
-    // The first server commits; the replica's index does not know yet.
-    app.apply(Some(&owner), vec![grant_user(&user, &site, Level::Manage)]).await;
-    let lower_to_view = vec![grant_user(&user, &site, Level::View)];
-    let status = replica.mutate(Some(&owner), lower_to_view.clone()).await.expect_err("judged on a stale index");
-    assert_eq!(status.code(), Code::Aborted, "{status:?}");
-
-    // Refusing made the replica reload: the retry is judged on the truth.
-    replica.apply(Some(&owner), lower_to_view).await;
-    assert_eq!(replica.level(&user, &site).await, Level::View);
-    let rebuilt = app.spawn_replica().await;
-    assert_eq!(*rebuilt.engine.index().unwrap(), *replica.engine.index().unwrap());
-}
-
 async fn list_answers_carry_a_revision_at_least_the_last_write(mut app: TestApp) {
     let owner = app.new_owner().await;
     let site = app.new_site().await;
@@ -491,7 +472,6 @@ crate::backend_tests!(
     health_reports_serving_once_started,
     reflection_lists_the_services_on_v1_and_v1alpha,
     a_storage_fault_in_the_middle_of_a_commit_changes_neither_storage_nor_index,
-    a_batch_judged_on_a_stale_index_is_aborted_and_succeeds_when_retried,
     list_answers_carry_a_revision_at_least_the_last_write,
 );
 

@@ -7,6 +7,7 @@ mod lifecycle;
 mod lookups;
 mod model_check;
 mod reference;
+mod replicas;
 mod rules;
 mod validation;
 mod watch;
