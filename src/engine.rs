@@ -21,7 +21,7 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 use thiserror::Error;
 use tokio::sync::{Mutex, MutexGuard, Notify, mpsc, oneshot, watch};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::index::{Index, IndexBuilder};
 use crate::malloc::{self, Trimmer};
@@ -350,7 +350,7 @@ impl Shared {
             })
             .await
             .map_err(|e| StoreError::Internal(format!("applying the changelog panicked: {e}")))?;
-            info!(from, to = last, "applied batches committed by another process");
+            debug!(from, to = last, "applied batches committed by another process");
             self.publish(Arc::new(caught_up));
             if !whole_chunk {
                 return self.index();

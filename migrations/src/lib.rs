@@ -8,6 +8,7 @@ pub use sea_orm_migration::MigratorTrait;
 
 mod m20261122_000001_initial;
 mod m20261123_000001_idempotency_keys_by_revision;
+mod m20261205_000001_notify_commits;
 
 /// Applies warden's migrations in order: `Migrator::up(&db, None)`.
 pub struct Migrator;
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261122_000001_initial::Migration),
             Box::new(m20261123_000001_idempotency_keys_by_revision::Migration),
+            Box::new(m20261205_000001_notify_commits::Migration),
         ]
     }
 }

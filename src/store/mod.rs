@@ -48,7 +48,8 @@ use entity::{all_sites_grant, changelog, group, group_member, idempotency_key, r
 const WRITER_LOCK_KEY: i64 = 0x7761_7264_656e_0001;
 
 /// The PostgreSQL channel a commit notifies, with its head revision as the
-/// payload: replicas sharing the database wake on it (see [`CommitListener`]).
+/// payload (a trigger on the changelog sends it: the migration
+/// `m20261205_000001_notify_commits`). Replicas wake on it ([`CommitListener`]).
 const COMMITS_CHANNEL: &str = "warden_commits";
 
 /// Connections in a file-backed SQLite pool: readers run side by side in WAL
@@ -631,10 +632,6 @@ impl CommitTxn {
             idempotency_key::Entity::insert_many(chunk.to_vec()).exec_without_returning(&self.txn).await?;
         }
         self.head += commits.len() as Revision;
-        if self.txn.get_database_backend() == DbBackend::Postgres {
-            // Delivered to the listeners when (and only if) the transaction commits.
-            self.txn.execute_unprepared(&format!("SELECT pg_notify('{COMMITS_CHANNEL}', '{}')", self.head)).await?;
-        }
         Ok(self.head)
     }
 

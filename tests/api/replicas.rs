@@ -116,9 +116,23 @@ async fn a_replica_behind_a_pruned_changelog_rebuilds_its_index_from_storage(app
     replica.assert_index_equals_storage().await;
 }
 
+async fn postgresql_notifies_every_commit_with_its_revision(mut app: TestApp) {
+    let Some(mut listener) = app.engine.store().listen_for_commits().await.expect("listen") else {
+        assert!(app.database_url().starts_with("sqlite:"), "only SQLite cannot notify; replicas on it poll");
+        return;
+    };
+    for _ in 0..2 {
+        let committed = app.apply(None, vec![create_site(&new_id(), "shop")]).await.revision;
+        let heard =
+            tokio::time::timeout(STREAM_SAFETY_NET, listener.next()).await.expect("heard within the safety net");
+        assert_eq!(heard.expect("a revision"), revision_number(&committed));
+    }
+}
+
 crate::backend_tests!(
     a_grant_and_its_revoke_on_one_replica_are_seen_by_checks_on_another_that_carry_their_revisions,
     a_replica_applies_what_another_commits_without_being_asked,
     writes_sent_to_a_replica_that_is_behind_are_judged_on_what_others_committed,
     a_replica_behind_a_pruned_changelog_rebuilds_its_index_from_storage,
+    postgresql_notifies_every_commit_with_its_revision,
 );
