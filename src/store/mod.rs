@@ -510,6 +510,8 @@ impl Store {
             return Ok(None);
         }
         let mut listener = PgListener::connect_with(self.db.get_postgres_connection_pool()).await?;
+        // Reconnecting at once would retry in a busy loop while the database is down.
+        listener.eager_reconnect(false);
         listener.listen(COMMITS_CHANNEL).await?;
         Ok(Some(CommitListener(listener)))
     }
@@ -541,11 +543,13 @@ impl Store {
 pub struct CommitListener(PgListener);
 
 impl CommitListener {
-    /// The head revision of the next commit heard. A notification sent
-    /// while the connection was lost is lost (the listener reconnects at
-    /// the next call): poll storage as well.
+    /// The head revision of the next commit heard. Fails when the
+    /// connection is lost, and reconnects at the next call; the
+    /// notifications sent meanwhile are lost: poll storage as well.
     pub async fn next(&mut self) -> Result<Revision, StoreError> {
-        let notification = self.0.recv().await?;
+        let Some(notification) = self.0.try_recv().await? else {
+            return Err(StoreError::Unavailable("the connection listening for commits was lost".to_owned()));
+        };
         notification
             .payload()
             .parse()
