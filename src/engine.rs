@@ -26,7 +26,7 @@ use tracing::{debug, info, warn};
 use crate::index::{Index, IndexBuilder};
 use crate::malloc::{self, Trimmer};
 use crate::model::{Change, ModelError, Mutation, Revision, Timestamp, UserId};
-use crate::store::{Commit, CommitTxn, Rows, SNAPSHOT_CHUNKS_IN_FLIGHT, Store, StoreError};
+use crate::store::{Commit, CommitListener, CommitTxn, Rows, SNAPSHOT_CHUNKS_IN_FLIGHT, Store, StoreError};
 
 /// How long a read waits for the index to reach the revision it asks for.
 pub const REVISION_WAIT: Duration = Duration::from_secs(5);
@@ -38,10 +38,6 @@ const FOLLOW_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Changelog entries a catch-up reads and applies at a time.
 const CATCH_UP_CHUNK: u64 = 1_000;
-
-/// How often a group is judged again when other processes keep committing
-/// between its catch-up and its transaction, before it fails as stale.
-const CATCH_UP_ATTEMPTS: usize = 3;
 
 /// Batches of at most this many mutations are judged on the committer task
 /// itself (a few microseconds each); larger ones on the blocking pool, so
@@ -208,36 +204,19 @@ impl Engine {
 
     /// Applies the batches other processes commit to the same storage, as
     /// they commit them, until the task is dropped. It reads the changelog
-    /// whenever PostgreSQL notifies a commit this index has not applied, a
-    /// read asks for a revision it has not reached, or [`FOLLOW_INTERVAL`]
-    /// passes (notifications are lost while a connection is down).
+    /// whenever PostgreSQL notifies a commit this index has not applied
+    /// (see [`Shared::hear_commits`]), a read asks for a revision it has not
+    /// reached, or [`FOLLOW_INTERVAL`] passes (notifications are lost while
+    /// a connection is down).
     pub async fn follow_storage(&self) {
-        let mut listener = match self.shared.store.listen_for_commits().await {
-            Ok(listener) => listener,
-            Err(cause) => {
-                warn!(%cause, "listening for commits failed; polling storage only");
-                None
-            }
-        };
+        // The listener runs in a task of its own, so that nothing cancels it
+        // halfway through a reconnect; it stops when this future is dropped.
+        let mut hearing = tokio::task::JoinSet::new();
+        hearing.spawn(self.shared.clone().hear_commits());
         loop {
-            let heard = async {
-                match listener.as_mut() {
-                    Some(listener) => listener.next().await,
-                    None => std::future::pending().await,
-                }
-            };
             tokio::select! {
                 () = tokio::time::sleep(FOLLOW_INTERVAL) => {}
                 () = self.shared.follow_wake.notified() => {}
-                heard = heard => match heard {
-                    // Mostly this process's own commits, applied already.
-                    Ok(revision) if revision <= self.published_revision() => continue,
-                    Ok(_) => {}
-                    Err(cause) => {
-                        warn!(%cause, "listening for commits failed; polling storage meanwhile");
-                        tokio::time::sleep(FOLLOW_INTERVAL).await;
-                    }
-                },
             }
             if let Err(cause) = self.shared.follow().await {
                 warn!(%cause, "reading the batches other replicas committed failed; will retry");
@@ -313,6 +292,35 @@ impl Shared {
         Ok(())
     }
 
+    /// Wakes [`Engine::follow_storage`] whenever PostgreSQL notifies a commit
+    /// this index has not applied (most it hears are this process's own).
+    /// Returns at once on SQLite, which cannot notify.
+    async fn hear_commits(self: Arc<Self>) {
+        let mut listener = None;
+        loop {
+            let heard = match listener.as_mut() {
+                Some(listener) => CommitListener::next(listener).await,
+                None => match self.store.listen_for_commits().await {
+                    Ok(Some(started)) => {
+                        listener = Some(started);
+                        continue;
+                    }
+                    Ok(None) => return,
+                    Err(cause) => Err(cause),
+                },
+            };
+            match heard {
+                Ok(revision) if revision <= *self.revision_tx.borrow() => {}
+                Ok(_) => self.follow_wake.notify_one(),
+                Err(cause) => {
+                    // The next call reconnects; the poll covers what is missed meanwhile.
+                    warn!(%cause, "listening for commits failed; retrying in a second");
+                    tokio::time::sleep(FOLLOW_INTERVAL).await;
+                }
+            }
+        }
+    }
+
     /// Applies what storage holds beyond the published index, if anything.
     async fn follow(&self) -> Result<(), EngineError> {
         // Most polls find nothing: they ask without holding up the writer.
@@ -320,23 +328,30 @@ impl Shared {
             return Ok(());
         }
         let _writer = self.writer.lock().await;
-        self.catch_up().await?;
+        self.catch_up(None).await?;
         Ok(())
     }
 
     /// Applies the batches storage holds beyond the published index, read
-    /// from the changelog, publishing each chunk, and returns the index
-    /// then published. Rebuilds the index from storage instead if the
-    /// changelog no longer reaches back to it (pruned meanwhile). The
-    /// caller holds the writer lock.
-    async fn catch_up(&self) -> Result<Arc<Index>, EngineError> {
+    /// from the changelog (in `txn`, if given), publishing each chunk, and
+    /// returns the index then published. Rebuilds the index from storage
+    /// instead where the changelog does not hold what happened: when it no
+    /// longer reaches back to the index (pruned meanwhile), or when the
+    /// index is at revision 0 (the first revision may be a bulk import,
+    /// whose rows are not in its entry). The caller holds the writer lock.
+    async fn catch_up(&self, txn: Option<&CommitTxn>) -> Result<Arc<Index>, EngineError> {
         loop {
             let index = self.index()?;
-            let batches = self.store.changes_since(index.revision(), CATCH_UP_CHUNK).await?;
+            let from = index.revision();
+            let batches = match txn {
+                Some(txn) => txn.changes_since(from, CATCH_UP_CHUNK).await?,
+                None => self.store.changes_since(from, CATCH_UP_CHUNK).await?,
+            };
             let Some((last, _)) = batches.last() else { return Ok(index) };
-            let (from, last, whole_chunk) = (index.revision(), *last, batches.len() as u64 == CATCH_UP_CHUNK);
-            if batches.iter().zip(from + 1..).any(|((revision, _), next)| *revision != next) {
-                warn!(at = from, "the changelog no longer reaches back to the index; reloading");
+            let (last, whole_chunk) = (*last, batches.len() as u64 == CATCH_UP_CHUNK);
+            let gap = batches.iter().zip(from + 1..).any(|((revision, _), next)| *revision != next);
+            if gap || from == 0 {
+                info!(at = from, "storage holds what the changelog does not say; reloading");
                 self.load().await?;
                 return self.index();
             }
@@ -436,30 +451,27 @@ impl Shared {
         Some((first, last))
     }
 
-    /// Begins the group's transaction on an index at the storage head: if
+    /// Begins the group's transaction on an index at the storage head. If
     /// other processes committed since the published index, their batches
-    /// are applied first (outside the transaction, which would hold
-    /// SQLite's only in-memory connection), a few times if they go on.
+    /// are applied first, read in the transaction: it holds the writers'
+    /// lock, so the head stays where it is meanwhile.
     async fn begin_at_head(&self) -> Result<(Arc<Index>, CommitTxn), EngineError> {
-        let mut current = self.index()?;
-        for _ in 0..CATCH_UP_ATTEMPTS {
-            let txn = self.store.begin_commit().await?;
-            let head = txn.head();
-            if head == current.revision() {
-                return Ok((current, txn));
-            }
-            drop(txn);
-            current = if head > current.revision() {
-                self.catch_up().await?
-            } else {
-                // Storage went back (restored from a backup): it holds the truth.
-                warn!(index = current.revision(), head, "storage is behind the index; reloading");
-                self.load().await?;
-                self.index()?
-            };
+        let txn = self.store.begin_commit().await?;
+        let (index, head) = (self.index()?, txn.head());
+        let current = if head > index.revision() {
+            self.catch_up(Some(&txn)).await?
+        } else if head < index.revision() {
+            // Storage went back (restored from a backup): it holds the truth.
+            warn!(index = index.revision(), head, "storage is behind the index; reloading");
+            self.load().await?;
+            self.index()?
+        } else {
+            index
+        };
+        if current.revision() != head {
+            return Err(StoreError::Stale { judged_at: current.revision(), head }.into());
         }
-        let head = self.store.head_revision().await?;
-        Err(StoreError::Stale { judged_at: current.revision(), head }.into())
+        Ok((current, txn))
     }
 
     /// Drops changelog entries older than the retention whenever the head

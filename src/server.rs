@@ -142,21 +142,27 @@ async fn keep_index(engine: Arc<Engine>, health: HealthReporter, huge_pages: boo
         }
     }
     set_health(&health, ServingStatus::Serving).await;
-    if huge_pages {
-        let started = Instant::now();
-        match tokio::task::spawn_blocking(crate::huge_pages::advise_heap).await {
-            Ok(Ok(advised)) => info!(
-                regions = advised.regions,
-                mib = advised.bytes >> 20,
-                not_collapsed = advised.not_collapsed,
-                elapsed_ms = started.elapsed().as_millis(),
-                "heap advised to use huge pages"
-            ),
-            Ok(Err(cause)) => warn!(%cause, "advising huge pages failed"),
-            Err(cause) => warn!(%cause, "advising huge pages panicked"),
-        }
+    // Following starts at once; advising huge pages takes seconds at XL.
+    tokio::join!(advise_huge_pages(huge_pages), engine.follow_storage());
+}
+
+/// Moves the heap onto huge pages if asked (see [`crate::huge_pages`]).
+async fn advise_huge_pages(huge_pages: bool) {
+    if !huge_pages {
+        return;
     }
-    engine.follow_storage().await;
+    let started = Instant::now();
+    match tokio::task::spawn_blocking(crate::huge_pages::advise_heap).await {
+        Ok(Ok(advised)) => info!(
+            regions = advised.regions,
+            mib = advised.bytes >> 20,
+            not_collapsed = advised.not_collapsed,
+            elapsed_ms = started.elapsed().as_millis(),
+            "heap advised to use huge pages"
+        ),
+        Ok(Err(cause)) => warn!(%cause, "advising huge pages failed"),
+        Err(cause) => warn!(%cause, "advising huge pages panicked"),
+    }
 }
 
 async fn set_health(health: &HealthReporter, status: ServingStatus) {

@@ -11,8 +11,9 @@
 //! stay gapless and every later write counts on from it. That entry lists no
 //! changes (ten million of them would not fit a changelog row): the import is
 //! a starting point, like a restore, and a watcher follows from after it.
-//! Import before starting servers; a server already running picks the data up
-//! when it next reloads from storage.
+//! A server already running on the empty database rebuilds its index from
+//! storage when it follows the import's revision (the changelog entry of an
+//! import holds none of its rows).
 
 use std::time::Instant;
 

@@ -25,7 +25,7 @@ use std::time::Duration;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::sea_query::{Expr, ExprTrait, SimpleExpr};
 use sea_orm::sqlx::error::DatabaseError;
-use sea_orm::sqlx::postgres::PgListener;
+use sea_orm::sqlx::postgres::{PgListener, PgPoolOptions};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnAcquireErr, ConnectOptions, ConnectionTrait, Database,
     DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
@@ -292,16 +292,7 @@ impl Store {
 
     /// Changelog entries with revision > `after`, ascending, at most `limit`.
     pub async fn changes_since(&self, after: Revision, limit: u64) -> Result<Vec<(Revision, Vec<Change>)>, StoreError> {
-        let Ok(after) = i64::try_from(after) else {
-            return Ok(Vec::new());
-        };
-        let rows = changelog::Entity::find()
-            .filter(changelog::Column::Revision.gt(after))
-            .order_by_asc(changelog::Column::Revision)
-            .limit(limit)
-            .all(&self.db)
-            .await?;
-        rows.into_iter().map(|row| Ok((revision_of(row.revision)?, from_json(&row.changes)?))).collect()
+        changes_since_on(&self.db, after, limit).await
     }
 
     pub async fn get_user(&self, id: UserId) -> Result<Option<User>, StoreError> {
@@ -509,7 +500,11 @@ impl Store {
         if self.db.get_database_backend() != DbBackend::Postgres {
             return Ok(None);
         }
-        let mut listener = PgListener::connect_with(self.db.get_postgres_connection_pool()).await?;
+        // Its own connection: a listener holds one for good, which would
+        // otherwise be one fewer for the queries.
+        let options = self.db.get_postgres_connection_pool().connect_options();
+        let pool = PgPoolOptions::new().max_connections(1).connect_lazy_with((*options).clone());
+        let mut listener = PgListener::connect_with(&pool).await?;
         // Reconnecting at once would retry in a busy loop while the database is down.
         listener.eager_reconnect(false);
         listener.listen(COMMITS_CHANNEL).await?;
@@ -591,6 +586,13 @@ impl CommitTxn {
             }
         }
         Ok(found)
+    }
+
+    /// Changelog entries with revision > `after`, ascending, at most
+    /// `limit`, read in this transaction: while it holds the writers' lock
+    /// no other process can commit past them.
+    pub async fn changes_since(&self, after: Revision, limit: u64) -> Result<Vec<(Revision, Vec<Change>)>, StoreError> {
+        changes_since_on(&self.txn, after, limit).await
     }
 
     /// Appends `commits` in order, each at its own revision from `head + 1`
@@ -725,6 +727,23 @@ fn split_page<T>(mut rows: Vec<T>, limit: u64, cursor: impl Fn(&T) -> String) ->
 fn starts_with(column: impl ColumnTrait, prefix: &str) -> SimpleExpr {
     let end = format!("{prefix}{}", char::MAX);
     column.gte(prefix).and(column.lt(end))
+}
+
+async fn changes_since_on(
+    db: &impl ConnectionTrait,
+    after: Revision,
+    limit: u64,
+) -> Result<Vec<(Revision, Vec<Change>)>, StoreError> {
+    let Ok(after) = i64::try_from(after) else {
+        return Ok(Vec::new());
+    };
+    let rows = changelog::Entity::find()
+        .filter(changelog::Column::Revision.gt(after))
+        .order_by_asc(changelog::Column::Revision)
+        .limit(limit)
+        .all(db)
+        .await?;
+    rows.into_iter().map(|row| Ok((revision_of(row.revision)?, from_json(&row.changes)?))).collect()
 }
 
 async fn head_revision_of(db: &impl ConnectionTrait) -> Result<Revision, StoreError> {

@@ -2,7 +2,9 @@
 //! commit, reads that carry a revision see it, and writes sent to a replica
 //! that is behind are judged on everything committed before them.
 
+use warden::dataset::{Dataset, Shape};
 use warden::pb::{self, Level};
+use warden::store::Store;
 
 use crate::helpers::*;
 
@@ -62,8 +64,9 @@ async fn writes_sent_to_a_replica_that_is_behind_are_judged_on_what_others_commi
     let [first, second] = [app.new_user().await, app.new_user().await];
     let mut replica = app.spawn_replica().await;
 
-    // The replica's writer waits, so that it cannot have followed the other's
-    // batch when it takes its own group.
+    // The replica's writer waits while the other server commits, so the
+    // batch below is queued behind it: whether the replica's follower or its
+    // committer applies the other's batch first, the batch is judged after it.
     let paused = replica.engine.pause_writes().await;
     let before = replica.engine.published_revision();
     let committed = app.apply(Some(&owner), vec![grant_user(&first, &site, Level::Manage)]).await.revision;
@@ -116,6 +119,23 @@ async fn a_replica_behind_a_pruned_changelog_rebuilds_its_index_from_storage(app
     replica.assert_index_equals_storage().await;
 }
 
+async fn a_server_on_an_empty_database_picks_up_a_bulk_import_into_it(mut app: TestApp) {
+    let dataset = Dataset::generate(Shape::with_users(300), 5);
+    let store = Store::connect(&app.database_url()).await.expect("connect to the app's storage");
+    let imported = store.import_dataset(&dataset.snapshot, |_| {}).await.expect("import");
+
+    // The import's changelog entry holds none of its rows: the server rebuilds.
+    let owner = dataset.snapshot.users.iter().find(|user| user.role == warden::model::Role::Owner).expect("an owner");
+    let request = pb::CheckRequest {
+        user_id: owner.id.0.to_string(),
+        resource: Some(pb::Resource { kind: Some(instance()) }),
+        action: pb::Action::Manage as i32,
+        at_least_revision: imported.to_string(),
+    };
+    assert!(app.check.check(request).await.expect("check").into_inner().allowed, "the imported owner");
+    app.assert_index_equals_storage().await;
+}
+
 async fn postgresql_notifies_every_commit_with_its_revision(mut app: TestApp) {
     let Some(mut listener) = app.engine.store().listen_for_commits().await.expect("listen") else {
         assert!(app.database_url().starts_with("sqlite:"), "only SQLite cannot notify; replicas on it poll");
@@ -134,5 +154,6 @@ crate::backend_tests!(
     a_replica_applies_what_another_commits_without_being_asked,
     writes_sent_to_a_replica_that_is_behind_are_judged_on_what_others_committed,
     a_replica_behind_a_pruned_changelog_rebuilds_its_index_from_storage,
+    a_server_on_an_empty_database_picks_up_a_bulk_import_into_it,
     postgresql_notifies_every_commit_with_its_revision,
 );
