@@ -199,11 +199,22 @@ impl TestApp {
 
     /// Asks whether `user` may do `action` on `resource`.
     pub async fn check(&mut self, user: &str, resource: pb::resource::Kind, action: pb::Action) -> pb::CheckResponse {
+        self.check_at(user, resource, action, "").await
+    }
+
+    /// [`TestApp::check`] on an index at `at_least_revision` at least ("": any).
+    pub async fn check_at(
+        &mut self,
+        user: &str,
+        resource: pb::resource::Kind,
+        action: pb::Action,
+        at_least_revision: &str,
+    ) -> pb::CheckResponse {
         let request = pb::CheckRequest {
             user_id: user.to_string(),
             resource: Some(pb::Resource { kind: Some(resource) }),
             action: action as i32,
-            at_least_revision: String::new(),
+            at_least_revision: at_least_revision.to_string(),
         };
         self.check.check(request).await.expect("check").into_inner()
     }

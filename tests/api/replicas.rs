@@ -11,13 +11,7 @@ use crate::helpers::*;
 /// The level of `user` on `site` as `app` answers a check that must see
 /// `revision` at least.
 async fn level_at(app: &mut TestApp, user: &str, site: &str, revision: &str) -> Level {
-    let request = pb::CheckRequest {
-        user_id: user.to_string(),
-        resource: Some(pb::Resource { kind: Some(site_resource(site)) }),
-        action: pb::Action::View as i32,
-        at_least_revision: revision.to_string(),
-    };
-    let response = app.check.check(request).await.expect("check").into_inner();
+    let response = app.check_at(user, site_resource(site), pb::Action::View, revision).await;
     Level::try_from(response.effective_level).expect("a known level")
 }
 
@@ -126,13 +120,9 @@ async fn a_server_on_an_empty_database_picks_up_a_bulk_import_into_it(mut app: T
 
     // The import's changelog entry holds none of its rows: the server rebuilds.
     let owner = dataset.snapshot.users.iter().find(|user| user.role == warden::model::Role::Owner).expect("an owner");
-    let request = pb::CheckRequest {
-        user_id: owner.id.0.to_string(),
-        resource: Some(pb::Resource { kind: Some(instance()) }),
-        action: pb::Action::Manage as i32,
-        at_least_revision: imported.to_string(),
-    };
-    assert!(app.check.check(request).await.expect("check").into_inner().allowed, "the imported owner");
+    let owner_id = owner.id.0.to_string();
+    let answer = app.check_at(&owner_id, instance(), pb::Action::Manage, &imported.to_string()).await;
+    assert!(answer.allowed, "the imported owner");
     app.assert_index_equals_storage().await;
 }
 
